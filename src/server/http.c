@@ -1,0 +1,350 @@
+/* HTTP routes: the web UI, /healthz, and the answers for unknown paths and wrong methods.
+ *
+ * This is protocols[0], so it also receives what lws sends there for every connection:
+ * WebSocket upgrade checks (the one place a clean HTTP status can refuse an upgrade) and
+ * the destruction of each connection, where the connection's limits are given back. */
+#include "server.h"
+#include "webfiles.h"
+#include "../core/log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HTTP_CHUNK_BYTES (64 * 1024)
+
+struct http_session {
+    char method[8];
+    char path[256]; /* control characters replaced, for the access log */
+    uint64_t start_us;
+    unsigned status;
+    const uint8_t *body;
+    size_t body_size;
+    size_t body_sent;
+    uint8_t *owned_body;
+    int close_after;
+    int active; /* a response was started and not yet logged */
+};
+
+size_t http_session_size(void)
+{
+    return sizeof(struct http_session);
+}
+
+static const struct {
+    enum lws_token_indexes token;
+    const char *name;
+} methods[] = {
+    {WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},
+    {WSI_TOKEN_HEAD_URI, "HEAD"},     {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+    {WSI_TOKEN_PUT_URI, "PUT"},       {WSI_TOKEN_PATCH_URI, "PATCH"},
+    {WSI_TOKEN_DELETE_URI, "DELETE"},
+};
+
+static const char *request_method(struct lws *wsi)
+{
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        if (lws_hdr_total_length(wsi, methods[i].token) > 0)
+            return methods[i].name;
+    }
+    return "?";
+}
+
+static void copy_printable(char *dst, size_t size, const char *src)
+{
+    size_t i = 0;
+
+    for (; src[i] != '\0' && i + 1 < size; i++)
+        dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? '?' : src[i];
+    dst[i] = '\0';
+}
+
+static void log_access(struct lws *wsi, struct http_session *s, const char *note)
+{
+    struct conn *c = conn_of(wsi);
+    uint64_t elapsed_us = now_us() - s->start_us;
+
+    if (!s->active)
+        return;
+    s->active = 0;
+    log_info("http", "%s %s %s %u %zu bytes %.1f ms%s", c ? c->peer : "?", s->method, s->path,
+             s->status, s->body_sent, (double)elapsed_us / 1000.0, note);
+}
+
+static void release_body(struct http_session *s)
+{
+    free(s->owned_body);
+    s->owned_body = NULL;
+    s->body = NULL;
+}
+
+/* Sends the status line and headers, then the body from the writeable callback. Takes
+ * ownership of `owned` (freed when the response ends). Returns 0, or -1 to close. */
+static int respond(struct lws *wsi, struct http_session *s, unsigned status,
+                   const char *content_type, const uint8_t *body, size_t size, uint8_t *owned,
+                   const char *const *extra_headers)
+{
+    uint8_t buf[LWS_PRE + 2048];
+    uint8_t *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+    int is_head = strcmp(s->method, "HEAD") == 0;
+
+    s->status = status;
+    s->body = body;
+    s->body_size = size;
+    s->body_sent = 0;
+    s->owned_body = owned;
+
+    if (lws_add_http_common_headers(wsi, status, content_type, size, &p, end))
+        goto fail;
+    for (int i = 0; extra_headers != NULL && extra_headers[i] != NULL; i += 2) {
+        if (lws_add_http_header_by_name(wsi, (const uint8_t *)extra_headers[i],
+                                        (const uint8_t *)extra_headers[i + 1],
+                                        (int)strlen(extra_headers[i + 1]), &p, end))
+            goto fail;
+    }
+    if (s->close_after &&
+        lws_add_http_header_by_name(wsi, (const uint8_t *)"connection:", (const uint8_t *)"close",
+                                    5, &p, end))
+        goto fail;
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+        goto fail;
+
+    if (is_head || size == 0) {
+        release_body(s);
+        log_access(wsi, s, "");
+        if (s->close_after || lws_http_transaction_completed(wsi))
+            return -1;
+        return 0;
+    }
+    lws_callback_on_writable(wsi);
+    return 0;
+
+fail:
+    release_body(s);
+    log_access(wsi, s, " (failed to send headers)");
+    return -1;
+}
+
+static int respond_text(struct lws *wsi, struct http_session *s, unsigned status,
+                        const char *text, const char *const *extra_headers)
+{
+    static const char *const no_store[] = {"cache-control:", "no-store", NULL};
+
+    return respond(wsi, s, status, "text/plain; charset=utf-8", (const uint8_t *)text,
+                   strlen(text), NULL, extra_headers ? extra_headers : no_store);
+}
+
+static int write_body_chunk(struct lws *wsi, struct http_session *s)
+{
+    static uint8_t buf[LWS_PRE + HTTP_CHUNK_BYTES];
+    size_t n = s->body_size - s->body_sent;
+    int final;
+
+    if (s->body == NULL)
+        return 0;
+    if (n > HTTP_CHUNK_BYTES)
+        n = HTTP_CHUNK_BYTES;
+    final = s->body_sent + n == s->body_size;
+    memcpy(buf + LWS_PRE, s->body + s->body_sent, n);
+    if (lws_write(wsi, buf + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0) {
+        release_body(s);
+        log_access(wsi, s, " (client went away)");
+        return -1;
+    }
+    s->body_sent += n;
+    if (!final) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+
+    release_body(s);
+    log_access(wsi, s, "");
+    if (s->close_after || lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
+static int serve_healthz(struct lws *wsi, struct http_session *s)
+{
+    static const char *const headers[] = {"cache-control:", "no-store", NULL};
+    struct worker *w = worker_of(wsi);
+    uint32_t connections = limits_connections(w->limits);
+    json_t *root;
+    char *text;
+
+    /* The connection asking is not counted, so an idle server reports 0. */
+    root = json_pack("{s:s, s:s, s:f, s:I, s:I}", "status", w->stopping ? "stopping" : "ok",
+                     "version", LINKSPEED_VERSION, "uptime_s",
+                     (double)(now_us() - w->server_start_us) / 1e6, "connections",
+                     (json_int_t)(connections > 0 ? connections - 1 : 0), "transfers",
+                     (json_int_t)limits_transfers(w->limits));
+    text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (text == NULL)
+        return respond_text(wsi, s, 500, "internal error\n", NULL);
+    return respond(wsi, s, 200, "application/json", (const uint8_t *)text, strlen(text),
+                   (uint8_t *)text, headers);
+}
+
+static int serve_file(struct lws *wsi, struct http_session *s, const char *path)
+{
+    struct worker *w = worker_of(wsi);
+    struct web_file file;
+    char if_none_match[128];
+    int rc = web_file_find(w->cfg->web_root, path, &file);
+
+    if (rc == -ENOENT)
+        return respond_text(wsi, s, 404, "not found\n", NULL);
+    if (rc != 0) {
+        log_error("http", "%s: reading %s from --web-root failed: %s", conn_of(wsi)->peer, path,
+                  strerror(-rc));
+        return respond_text(wsi, s, 500, "internal error\n", NULL);
+    }
+
+    const char *headers[] = {"etag:", file.etag, "cache-control:", "no-cache",
+                             "x-content-type-options:", "nosniff", NULL};
+    if (lws_hdr_copy(wsi, if_none_match, sizeof(if_none_match), WSI_TOKEN_HTTP_IF_NONE_MATCH) >
+            0 &&
+        strstr(if_none_match, file.etag) != NULL) {
+        free(file.owned);
+        return respond(wsi, s, 304, NULL, NULL, 0, NULL, headers);
+    }
+    return respond(wsi, s, 200, file.content_type, file.data, file.size, file.owned, headers);
+}
+
+static int is_page_path(const char *path)
+{
+    return strcmp(path, "/healthz") == 0 || strcmp(path, "/ws") == 0 ||
+           strcmp(path, "/") == 0 || strcmp(path, "/classic") == 0;
+}
+
+/* Tells whether a path exists, to choose between 404 and 405 for other methods. */
+static int path_exists(struct lws *wsi, const char *path)
+{
+    struct web_file probe;
+    int rc;
+
+    if (is_page_path(path))
+        return 1;
+    rc = web_file_find(worker_of(wsi)->cfg->web_root, path, &probe);
+    free(probe.owned);
+    return rc != -ENOENT;
+}
+
+static int route_request(struct lws *wsi, struct http_session *s, const char *path)
+{
+    static const char *const allow_get[] = {"allow:", "GET, HEAD", "cache-control:", "no-store",
+                                            NULL};
+
+    if (strcmp(s->method, "GET") != 0 && strcmp(s->method, "HEAD") != 0) {
+        /* A body may follow that we will not read; close rather than parse it as a request. */
+        s->close_after = 1;
+        if (!path_exists(wsi, path))
+            return respond_text(wsi, s, 404, "not found\n", NULL);
+        return respond_text(wsi, s, 405, "method not allowed\n", allow_get);
+    }
+    if (strcmp(path, "/healthz") == 0)
+        return serve_healthz(wsi, s);
+    if (strcmp(path, "/ws") == 0)
+        return respond_text(wsi, s, 400, "/ws needs a WebSocket upgrade\n", NULL);
+    return serve_file(wsi, s, path);
+}
+
+static int on_http(struct lws *wsi, struct http_session *s, const char *path)
+{
+    memset(s, 0, sizeof(*s));
+    s->start_us = now_us();
+    s->active = 1;
+    snprintf(s->method, sizeof(s->method), "%s", request_method(wsi));
+    copy_printable(s->path, sizeof(s->path), path);
+    return route_request(wsi, s, path);
+}
+
+/* Decides whether a WebSocket upgrade may go ahead; a refusal sends its HTTP status here. */
+static int confirm_upgrade(struct lws *wsi, const char *upgrade)
+{
+    struct worker *w = worker_of(wsi);
+    struct conn *c = conn_of(wsi);
+    char path[256];
+    const char *peer = c ? c->peer : "?";
+
+    if (strcmp(upgrade, "websocket") != 0)
+        return 1; /* h2c and others: stay on HTTP/1.1 */
+
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0) {
+        log_warn("http", "%s upgrade rejected with 400: not a GET request", peer);
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
+        return 1;
+    }
+    char printable[256];
+    copy_printable(printable, sizeof(printable), path);
+    if (strcmp(path, "/ws") != 0) {
+        log_warn("http", "%s upgrade rejected with 404: no WebSocket endpoint at %s", peer,
+                 printable);
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return 1;
+    }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0) {
+        log_warn("http", "%s upgrade rejected with 400: /ws takes no subprotocol", peer);
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
+        return 1;
+    }
+    if (w->stopping) {
+        log_warn("http", "%s upgrade rejected with 503: server is stopping", peer);
+        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+        return 1;
+    }
+    if (c != NULL && !c->holds_ip_slot) {
+        if (limits_ip_acquire(w->limits, w->index, c->ip) != 0) {
+            log_warn("limits",
+                     "%s upgrade rejected with 429: %u measurement connections open from this "
+                     "address (--max-transfers-per-ip)",
+                     peer, w->cfg->max_transfers_per_ip);
+            lws_return_http_status(wsi, 429, NULL);
+            return 1;
+        }
+        c->holds_ip_slot = 1;
+    }
+    return 0;
+}
+
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+    struct http_session *s = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return on_http(wsi, s, in ? (const char *)in : "/");
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return write_body_chunk(wsi, s);
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return confirm_upgrade(wsi, in ? (const char *)in : "");
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (s != NULL) {
+            release_body(s);
+            log_access(wsi, s, " (connection closed before the response ended)");
+        }
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY: {
+        /* Sent here for every connection whatever protocol it ended on; `user` may belong to
+         * another protocol, so only the opaque connection record is used. */
+        struct conn *c = lws_get_opaque_user_data(wsi);
+        if (c != NULL) {
+            lws_set_opaque_user_data(wsi, NULL);
+            worker_release_conn(worker_of(wsi), c);
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        worker_check_stop(worker_of(wsi));
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}

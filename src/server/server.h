@@ -1,0 +1,80 @@
+/* The server: a supervising parent process and its worker processes.
+ *
+ * The parent opens the listening sockets, makes the payload and the shared limits, forks
+ * one worker per --workers and restarts a worker that dies. Each worker runs one
+ * libwebsockets context that accepts from the shared listening sockets. */
+#ifndef LINKSPEED_SERVER_H
+#define LINKSPEED_SERVER_H
+
+#include <libwebsockets.h>
+#include <stdint.h>
+
+#include "../core/config.h"
+#include "../core/limits.h"
+#include "../core/payload.h"
+
+#define LINKSPEED_VERSION "0.1.0"
+
+/* One per worker process, reached from any callback with worker_of(wsi). */
+struct worker {
+    const struct config *cfg;
+    struct limits *limits;
+    const struct payload *payload;
+    int index;
+    const int *listen_fds;
+    int listen_count;
+    uint64_t server_start_us; /* when the parent started, for uptime */
+
+    struct lws_context *context;
+    struct lws_vhost *vhost;
+    struct lws *listen_wsi[CONFIG_MAX_LISTEN];
+    lws_sorted_usec_list_t sul_stop;
+    uint64_t stop_deadline_us;
+    int stopping;
+    int done;
+    struct lws_dll2_owner ws_sessions;
+};
+
+/* A TCP connection accepted by a worker, attached to its wsi as opaque user data. */
+struct conn {
+    char peer[64];  /* "192.0.2.1:5000" or "[2001:db8::1]:5000" */
+    uint8_t ip[16]; /* IPv4 as v4-mapped IPv6, for per-IP limits */
+    int holds_ip_slot;
+};
+
+/* Runs `linkspeed serve`; returns the process exit status. */
+int server_main(int argc, char **argv);
+
+/* Runs one worker until it is told to stop; returns its exit status. */
+int worker_run(struct worker *w);
+
+static inline struct worker *worker_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+static inline struct conn *conn_of(struct lws *wsi)
+{
+    return lws_get_opaque_user_data(lws_get_network_wsi(wsi));
+}
+
+uint64_t now_us(void);
+
+/* Gives back the limits a closed connection held and frees it. */
+void worker_release_conn(struct worker *w, struct conn *c);
+
+/* Starts the graceful stop if a stop signal arrived; called when lws wakes up. */
+void worker_check_stop(struct worker *w);
+
+/* Handlers of the routes, one file each. */
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len);
+int ws_legacy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len);
+/* Asks every /ws session of this worker to finish its payload and close. */
+void ws_legacy_stop_all(struct worker *w);
+
+size_t http_session_size(void);
+size_t ws_legacy_session_size(void);
+
+#endif
