@@ -68,7 +68,9 @@ void config_defaults(struct config *cfg)
     config_parse_listen("0.0.0.0:8080", &cfg->listen[0]);
     config_parse_listen("[::]:8080", &cfg->listen[1]);
     cfg->listen_count = 2;
-    cfg->workers = cores < 1 ? 1 : cores > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : (uint32_t)cores;
+    cfg->workers = cores < 1                    ? 1
+                   : cores > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS
+                                                : (uint32_t)cores;
     cfg->payload_size_bytes = 10485760;
     cfg->fragment_size_bytes = 1048576;
     cfg->heartbeat_interval_ms = 5000;
@@ -230,8 +232,7 @@ static int apply_flag(const struct flag *flag, const char *value, struct config 
     switch (flag->kind) {
     case FLAG_UINT:
     case FLAG_SECONDS_MS:
-        if ((flag->kind == FLAG_UINT ? parse_uint_flag : parse_seconds_flag)(flag, value, cfg) ==
-            0)
+        if ((flag->kind == FLAG_UINT ? parse_uint_flag : parse_seconds_flag)(flag, value, cfg) == 0)
             return 0;
         describe_range(flag, range, sizeof(range));
         snprintf(message, size, "--%s%s: invalid value \"%.64s\"; expected %s", flag->name, source,
@@ -248,8 +249,8 @@ static int apply_flag(const struct flag *flag, const char *value, struct config 
         if (log_parse_level(value, &cfg->log_level) == 0)
             return 0;
         snprintf(message, size,
-                 "--%s%s: invalid value \"%.64s\"; expected error, warn, info or debug",
-                 flag->name, source, value);
+                 "--%s%s: invalid value \"%.64s\"; expected error, warn, info or debug", flag->name,
+                 source, value);
         return -1;
     case FLAG_LISTEN:
         return parse_listen_list(value, cfg, message, size);
@@ -356,6 +357,30 @@ enum config_result config_parse_serve(struct config *cfg, int argc, char **argv,
     return CONFIG_OK;
 }
 
+/* Prints text word-wrapped to 100 columns, continuation lines indented by `indent`. */
+static void print_wrapped(FILE *out, const char *text, int indent)
+{
+    const int width = 100;
+    int column = indent;
+
+    while (*text != '\0') {
+        int word = (int)strcspn(text, " ");
+        if (column > indent && column + 1 + word > width) {
+            fprintf(out, "\n%*s", indent, "");
+            column = indent;
+        } else if (column > indent) {
+            fputc(' ', out);
+            column++;
+        }
+        fprintf(out, "%.*s", word, text);
+        column += word;
+        text += word;
+        while (*text == ' ')
+            text++;
+    }
+    fputc('\n', out);
+}
+
 void config_print_help(FILE *out)
 {
     char name[64], left[64];
@@ -364,7 +389,8 @@ void config_print_help(FILE *out)
                  "Serves the speed test page and its byte streams.\n\nFlags:\n");
     for (size_t i = 0; i < FLAG_COUNT; i++) {
         snprintf(left, sizeof(left), "--%s %s", flags[i].name, flags[i].value_name);
-        fprintf(out, "  %-32s %s\n", left, flags[i].help);
+        fprintf(out, "  %-32s ", left);
+        print_wrapped(out, flags[i].help, 35);
     }
     fprintf(out, "\nEvery flag can also be set by an environment variable:\n");
     for (size_t i = 0; i < FLAG_COUNT; i++) {

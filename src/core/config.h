@@ -12,7 +12,7 @@
 
 #include "log.h"
 
-#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_LISTEN  16
 #define CONFIG_MAX_WORKERS 64
 
 struct listen_addr {

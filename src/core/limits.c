@@ -250,4 +250,3 @@ uint32_t limits_ip_count(struct limits *l, const uint8_t ip[16])
     unlock(l);
     return n;
 }
-

@@ -55,10 +55,10 @@ static void log_write(enum log_level level, const char *tag, const char *text, s
 
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
-    n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s%s%s: ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 now.tv_nsec / 1000000, level_names[level], process_name,
-                 process_name[0] ? " " : "", tag);
+    n = snprintf(line, sizeof(line),
+                 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s%s%s: ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000,
+                 level_names[level], process_name, process_name[0] ? " " : "", tag);
     if (n < 0)
         return;
     len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;

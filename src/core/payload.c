@@ -38,8 +38,8 @@ int payload_create(struct payload *p, uint64_t size_bytes, size_t fragment_bytes
     stride = headroom_bytes + fragment_bytes;
     p->memory_size = stride * p->fragment_count;
 
-    p->memory = mmap(NULL, p->memory_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
+    p->memory =
+        mmap(NULL, p->memory_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p->memory == MAP_FAILED) {
         rc = -errno;
         p->memory = NULL;

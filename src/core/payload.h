@@ -12,9 +12,9 @@
 struct payload {
     uint8_t *memory;
     size_t memory_size;
-    uint64_t size_bytes;     /* logical payload size */
-    size_t fragment_bytes;   /* size of every fragment but maybe the last */
-    size_t headroom_bytes;   /* writable bytes before each fragment */
+    uint64_t size_bytes;   /* logical payload size */
+    size_t fragment_bytes; /* size of every fragment but maybe the last */
+    size_t headroom_bytes; /* writable bytes before each fragment */
     size_t fragment_count;
 };
 

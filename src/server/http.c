@@ -103,9 +103,8 @@ static int respond(struct lws *wsi, struct http_session *s, unsigned status,
                                         (int)strlen(extra_headers[i + 1]), &p, end))
             goto fail;
     }
-    if (s->close_after &&
-        lws_add_http_header_by_name(wsi, (const uint8_t *)"connection:", (const uint8_t *)"close",
-                                    5, &p, end))
+    if (s->close_after && lws_add_http_header_by_name(wsi, (const uint8_t *)"connection:",
+                                                      (const uint8_t *)"close", 5, &p, end))
         goto fail;
     if (lws_finalize_write_http_header(wsi, start, &p, end))
         goto fail;
@@ -126,13 +125,13 @@ fail:
     return -1;
 }
 
-static int respond_text(struct lws *wsi, struct http_session *s, unsigned status,
-                        const char *text, const char *const *extra_headers)
+static int respond_text(struct lws *wsi, struct http_session *s, unsigned status, const char *text,
+                        const char *const *extra_headers)
 {
     static const char *const no_store[] = {"cache-control:", "no-store", NULL};
 
-    return respond(wsi, s, status, "text/plain; charset=utf-8", (const uint8_t *)text,
-                   strlen(text), NULL, extra_headers ? extra_headers : no_store);
+    return respond(wsi, s, status, "text/plain; charset=utf-8", (const uint8_t *)text, strlen(text),
+                   NULL, extra_headers ? extra_headers : no_store);
 }
 
 static int write_body_chunk(struct lws *wsi, struct http_session *s)
@@ -174,11 +173,11 @@ static int serve_healthz(struct lws *wsi, struct http_session *s)
     char *text;
 
     /* The connection asking is not counted, so an idle server reports 0. */
-    root = json_pack("{s:s, s:s, s:f, s:I, s:I}", "status", w->stopping ? "stopping" : "ok",
-                     "version", LINKSPEED_VERSION, "uptime_s",
-                     (double)(now_us() - w->server_start_us) / 1e6, "connections",
-                     (json_int_t)(connections > 0 ? connections - 1 : 0), "transfers",
-                     (json_int_t)limits_transfers(w->limits));
+    root =
+        json_pack("{s:s, s:s, s:f, s:I, s:I}", "status", w->stopping ? "stopping" : "ok", "version",
+                  LINKSPEED_VERSION, "uptime_s", (double)(now_us() - w->server_start_us) / 1e6,
+                  "connections", (json_int_t)(connections > 0 ? connections - 1 : 0), "transfers",
+                  (json_int_t)limits_transfers(w->limits));
     text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     if (text == NULL)
@@ -202,10 +201,10 @@ static int serve_file(struct lws *wsi, struct http_session *s, const char *path)
         return respond_text(wsi, s, 500, "internal error\n", NULL);
     }
 
-    const char *headers[] = {"etag:", file.etag, "cache-control:", "no-cache",
-                             "x-content-type-options:", "nosniff", NULL};
-    if (lws_hdr_copy(wsi, if_none_match, sizeof(if_none_match), WSI_TOKEN_HTTP_IF_NONE_MATCH) >
-            0 &&
+    const char *headers[] = {
+        "etag:",   file.etag, "cache-control:", "no-cache", "x-content-type-options:",
+        "nosniff", NULL};
+    if (lws_hdr_copy(wsi, if_none_match, sizeof(if_none_match), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
         strstr(if_none_match, file.etag) != NULL) {
         free(file.owned);
         return respond(wsi, s, 304, NULL, NULL, 0, NULL, headers);
@@ -215,8 +214,8 @@ static int serve_file(struct lws *wsi, struct http_session *s, const char *path)
 
 static int is_page_path(const char *path)
 {
-    return strcmp(path, "/healthz") == 0 || strcmp(path, "/ws") == 0 ||
-           strcmp(path, "/") == 0 || strcmp(path, "/classic") == 0;
+    return strcmp(path, "/healthz") == 0 || strcmp(path, "/ws") == 0 || strcmp(path, "/") == 0 ||
+           strcmp(path, "/classic") == 0;
 }
 
 /* Tells whether a path exists, to choose between 404 and 405 for other methods. */
@@ -261,8 +260,7 @@ static int on_http(struct lws *wsi, struct http_session *s, const char *path)
     return route_request(wsi, s, path);
 }
 
-/* Decides whether a WebSocket upgrade may go ahead; a refusal sends its HTTP status here. */
-static int confirm_upgrade(struct lws *wsi, const char *upgrade)
+int http_confirm_upgrade(struct lws *wsi, const char *upgrade)
 {
     struct worker *w = worker_of(wsi);
     struct conn *c = conn_of(wsi);
@@ -283,6 +281,19 @@ static int confirm_upgrade(struct lws *wsi, const char *upgrade)
         log_warn("http", "%s upgrade rejected with 404: no WebSocket endpoint at %s", peer,
                  printable);
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return 1;
+    }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_KEY) <= 0) {
+        log_warn("http", "%s upgrade rejected with 400: no Sec-WebSocket-Key", peer);
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
+        return 1;
+    }
+    char version[8];
+    if (lws_hdr_copy(wsi, version, sizeof(version), WSI_TOKEN_VERSION) <= 0 ||
+        strcmp(version, "13") != 0) {
+        /* lws also accepts the pre-RFC drafts 7 and 8; RFC 6455 clients send 13. */
+        log_warn("http", "%s upgrade rejected with 400: Sec-WebSocket-Version is not 13", peer);
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
         return 1;
     }
     if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0) {
@@ -323,7 +334,7 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return write_body_chunk(wsi, s);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return confirm_upgrade(wsi, in ? (const char *)in : "");
+        return http_confirm_upgrade(wsi, in ? (const char *)in : "");
     case LWS_CALLBACK_CLOSED_HTTP:
         if (s != NULL) {
             release_body(s);

@@ -71,6 +71,9 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                   size_t len);
 int ws_legacy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len);
+/* Decides whether a WebSocket upgrade may go ahead; a refusal sends its HTTP status here.
+ * lws asks the protocol the connection is bound to, which may be any of ours. */
+int http_confirm_upgrade(struct lws *wsi, const char *upgrade);
 /* Asks every /ws session of this worker to finish its payload and close. */
 void ws_legacy_stop_all(struct worker *w);
 

@@ -145,8 +145,8 @@ static void accept_ready(struct worker *w, int listen_fd)
     }
 }
 
-static int accept_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                           void *in, size_t len)
+static int accept_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
 {
     (void)user;
     (void)in;

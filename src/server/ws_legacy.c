@@ -33,13 +33,13 @@ struct ws_session {
     uint64_t bytes_sent;
     uint64_t bytes_received;
     uint32_t requests;
-    uint32_t pending;       /* requests not yet fully answered, the one being sent included */
+    uint32_t pending; /* requests not yet fully answered, the one being sent included */
     size_t next_fragment;
     uint32_t ping_count;
     int sending;
     int want_ping;
     int stopping;
-    int close_code;         /* what the log line reports; 0 while open */
+    int close_code; /* what the log line reports; 0 while open */
     const char *close_note;
 };
 
@@ -121,8 +121,9 @@ static int on_receive(struct lws *wsi, struct ws_session *s, size_t len)
     if (lws_frame_is_binary(wsi))
         return close_with(wsi, s, WS_CLOSE_UNSUPPORTED, "binary messages are not accepted");
 
+    /* The rest of the frame is announced in its header: refuse it before it arrives. */
     s->message_bytes += len;
-    if (s->message_bytes > w->cfg->ws_max_message_bytes)
+    if (s->message_bytes + lws_remaining_packet_payload(wsi) > w->cfg->ws_max_message_bytes)
         return close_with(wsi, s, WS_CLOSE_TOO_BIG, "message over the size limit");
     if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
         return 0;
@@ -220,8 +221,9 @@ static void on_closed(struct lws *wsi, struct ws_session *s)
         s->close_code = WS_CLOSE_ABNORMAL;
         s->close_note = "connection ended without a close frame";
     }
-    log_info("ws", "%s /ws session ended: %u requests, %llu bytes sent, %llu bytes received, "
-                   "%.0f ms, close %d (%s)",
+    log_info("ws",
+             "%s /ws session ended: %u requests, %llu bytes sent, %llu bytes received, "
+             "%.0f ms, close %d (%s)",
              c ? c->peer : "?", s->requests, (unsigned long long)s->bytes_sent,
              (unsigned long long)s->bytes_received, (double)(now_us() - s->start_us) / 1000.0,
              s->close_code, s->close_note);
@@ -256,6 +258,8 @@ int ws_legacy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_CLOSED:
         on_closed(wsi, s);
         return 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return http_confirm_upgrade(wsi, in ? (const char *)in : "");
     default:
         return 0;
     }
