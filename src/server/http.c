@@ -317,6 +317,7 @@ int http_confirm_upgrade(struct lws *wsi, const char *upgrade)
         }
         c->holds_ip_slot = 1;
     }
+    log_info("http", "%s GET /ws 101 (WebSocket upgrade)", peer);
     return 0;
 }
 

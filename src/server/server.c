@@ -211,6 +211,21 @@ static int serve(struct config *cfg)
     int listen_count, rc;
     uint64_t start_us = now_us();
 
+    /* Signals are caught from the start, so a stop sent as soon as the listening line
+     * appears still ends in an orderly exit. They stay blocked outside sigsuspend(). */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_parent_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &block, &old_mask);
+
     raise_fd_limit(cfg->max_connections);
     rc = payload_create(&payload, cfg->payload_size_bytes, cfg->fragment_size_bytes, LWS_PRE);
     if (rc != 0) {
@@ -239,19 +254,6 @@ static int serve(struct config *cfg)
     }
     sv.template.listen_fds = listen_fds;
     sv.template.listen_count = listen_count;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_parent_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGCHLD, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &block, &old_mask);
 
     sv.count = cfg->workers;
     for (uint32_t i = 0; i < sv.count; i++) {
