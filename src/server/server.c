@@ -110,10 +110,9 @@ static pid_t start_worker(struct worker *template, int index, const sigset_t *ol
     if (pid != 0)
         return pid;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    sigaction(SIGCHLD, &sa, NULL);
+    /* The worker's handlers go in while signals are still blocked, so a SIGTERM that
+     * arrived since fork() reaches the worker's handler, not the parent's. */
+    worker_install_signals();
     sigprocmask(SIG_SETMASK, old_mask, NULL);
 
     struct worker w = *template;

@@ -45,6 +45,9 @@ struct conn {
 /* Runs `linkspeed serve`; returns the process exit status. */
 int server_main(int argc, char **argv);
 
+/* Installs a worker's signal handlers; called in the child before it unblocks signals. */
+void worker_install_signals(void);
+
 /* Runs one worker until it is told to stop; returns its exit status. */
 int worker_run(struct worker *w);
 

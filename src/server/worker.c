@@ -197,6 +197,20 @@ void worker_check_stop(struct worker *w)
     lws_sul_schedule(w->context, 0, &w->sul_stop, stop_check, 1);
 }
 
+void worker_install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGINT, &sa, NULL); /* the parent turns a terminal's Ctrl-C into SIGTERM */
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+}
+
 static const struct lws_protocol_vhost_options legacy_default = {NULL, NULL, "default", ""};
 static const struct lws_protocol_vhost_options vhost_options = {NULL, &legacy_default,
                                                                 "linkspeed-legacy", ""};
@@ -249,7 +263,6 @@ static int adopt_listeners(struct worker *w)
 int worker_run(struct worker *w)
 {
     char name[16];
-    struct sigaction sa;
     int status = 0;
 
     struct lws_protocols protocols[] = {
@@ -263,13 +276,6 @@ int worker_run(struct worker *w)
     snprintf(name, sizeof(name), "w%d", w->index);
     log_set_process(name);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGINT, &sa, NULL); /* the parent turns a terminal's Ctrl-C into SIGTERM */
-    sigaction(SIGPIPE, &sa, NULL);
 
     lws_set_log_level(log_lws_mask(), log_lws_emit);
     if (create_context(w, protocols) != 0) {
