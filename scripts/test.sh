@@ -12,6 +12,8 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "installing dependencies"
 scripts/install-deps.sh test
+# The container's run-time stage installs these; checking them here keeps its list honest.
+scripts/install-deps.sh runtime
 
 step "checking formatting"
 clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h tools/*.c tests/unit/*.c bench/*.c

@@ -20,7 +20,7 @@ static size_t collect(char *ptr, size_t size, size_t count, void *user)
     size_t n = size * count;
 
     if (n > HEALTHCHECK_MAX_BODY - b->size)
-        return 0; /* a health answer is small; anything larger is refused */
+        return 0; /* a health response is small, so a larger one is rejected */
     memcpy(b->data + b->size, ptr, n);
     b->size += n;
     b->data[b->size] = '\0';
@@ -55,7 +55,7 @@ static int check(const char *url)
         return 1;
     }
     if (status != 200) {
-        fprintf(stderr, "linkspeed healthcheck: %s answered HTTP %ld\n", url, status);
+        fprintf(stderr, "linkspeed healthcheck: %s returned HTTP %ld\n", url, status);
         return 1;
     }
 
@@ -63,7 +63,7 @@ static int check(const char *url)
     const char *state = json_string_value(json_object_get(root, "status"));
     int healthy = state != NULL && strcmp(state, "ok") == 0;
     if (!healthy)
-        fprintf(stderr, "linkspeed healthcheck: %s answered status \"%s\"\n", url,
+        fprintf(stderr, "linkspeed healthcheck: %s returned status \"%s\"\n", url,
                 state ? state : "(missing)");
     json_decref(root);
     return healthy ? 0 : 1;

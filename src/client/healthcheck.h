@@ -2,7 +2,7 @@
 #ifndef LINKSPEED_HEALTHCHECK_H
 #define LINKSPEED_HEALTHCHECK_H
 
-/* Returns 0 when URL/healthz answers 200 with {"status":"ok"}, 1 when not, 2 on bad usage. */
+/* Returns 0 when URL/healthz returns 200 with {"status":"ok"}, 1 when not, 2 on bad usage. */
 int healthcheck_main(int argc, char **argv);
 
 #endif

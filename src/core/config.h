@@ -43,7 +43,7 @@ struct config {
 enum config_result {
     CONFIG_OK = 0,
     CONFIG_HELP = 1,    /* --help was given: print config_print_help() and exit 0 */
-    CONFIG_INVALID = -1 /* the message buffer says which flag and the accepted range */
+    CONFIG_INVALID = -1 /* the message buffer names the flag and the accepted range */
 };
 
 /* Fills cfg with the defaults; workers defaults to the number of online cores. */

@@ -178,7 +178,7 @@ static int serve_healthz(struct lws *wsi, struct http_session *s)
                   LINKSPEED_VERSION, "uptime_s", (double)(now_us() - w->server_start_us) / 1e6,
                   "connections", (json_int_t)(connections > 0 ? connections - 1 : 0), "transfers",
                   (json_int_t)limits_transfers(w->limits));
-    text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(root);
     if (text == NULL)
         return respond_text(wsi, s, 500, "internal error\n", NULL);

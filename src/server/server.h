@@ -48,7 +48,7 @@ int server_main(int argc, char **argv);
 /* Installs a worker's signal handlers; called in the child before it unblocks signals. */
 void worker_install_signals(void);
 
-/* Runs one worker until it is told to stop; returns its exit status. */
+/* Runs one worker until it receives SIGTERM; returns its exit status. */
 int worker_run(struct worker *w);
 
 static inline struct worker *worker_of(struct lws *wsi)
