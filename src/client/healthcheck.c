@@ -45,6 +45,7 @@ static int check(const char *url)
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     rc = curl_easy_perform(curl);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(curl);
@@ -75,6 +76,12 @@ int healthcheck_main(int argc, char **argv)
     const char *base = "http://127.0.0.1:8080";
     size_t len;
 
+    if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        printf("usage: linkspeed healthcheck [URL]   (default %s)\n"
+               "Exits 0 when URL/healthz returns 200 with {\"status\":\"ok\"}, 1 otherwise.\n",
+               base);
+        return 0;
+    }
     if (argc > 1 || (argc == 1 && strncmp(argv[0], "-", 1) == 0)) {
         fprintf(stderr, "usage: linkspeed healthcheck [URL]   (default %s)\n", base);
         return 2;

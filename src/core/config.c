@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum flag_kind { FLAG_UINT, FLAG_SECONDS_MS, FLAG_STRING, FLAG_LISTEN, FLAG_LOG_LEVEL };
@@ -277,11 +278,27 @@ static void env_name(const struct flag *flag, char *buf, size_t size)
     buf[n] = '\0';
 }
 
-static int apply_environment(struct config *cfg, char *message, size_t size)
+/* Tells whether argv sets the flag, so its environment variable is not even parsed. */
+static int flag_in_args(const struct flag *flag, int argc, char **argv)
+{
+    size_t len = strlen(flag->name);
+
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) == 0 && strncmp(arg + 2, flag->name, len) == 0 &&
+            (arg[2 + len] == '\0' || arg[2 + len] == '='))
+            return 1;
+    }
+    return 0;
+}
+
+static int apply_environment(struct config *cfg, int argc, char **argv, char *message, size_t size)
 {
     char name[64], source[80];
 
     for (size_t i = 0; i < FLAG_COUNT; i++) {
+        if (flag_in_args(&flags[i], argc, argv))
+            continue;
         env_name(&flags[i], name, sizeof(name));
         const char *value = getenv(name);
         if (value == NULL)
@@ -299,7 +316,7 @@ enum config_result config_parse_serve(struct config *cfg, int argc, char **argv,
     int listen_from_args = 0;
 
     message[0] = '\0';
-    if (apply_environment(cfg, message, message_size) != 0)
+    if (apply_environment(cfg, argc, argv, message, message_size) != 0)
         return CONFIG_INVALID;
 
     for (int i = 0; i < argc; i++) {
@@ -353,6 +370,13 @@ enum config_result config_parse_serve(struct config *cfg, int argc, char **argv,
         }
         if (apply_flag(flag, value, cfg, "", message, message_size) != 0)
             return CONFIG_INVALID;
+    }
+
+    struct stat st;
+    if (cfg->web_root != NULL && (stat(cfg->web_root, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        snprintf(message, message_size, "--web-root: \"%.200s\" is not a readable directory",
+                 cfg->web_root);
+        return CONFIG_INVALID;
     }
     return CONFIG_OK;
 }

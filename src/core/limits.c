@@ -28,6 +28,7 @@ struct limits {
     uint32_t connections;
     uint32_t worker_connections[CONFIG_MAX_WORKERS];
     _Atomic uint32_t worker_transfers[CONFIG_MAX_WORKERS];
+    _Atomic uint64_t worker_alive_ms[CONFIG_MAX_WORKERS];
     uint32_t table_mask;
     struct ip_entry table[];
 };
@@ -185,6 +186,16 @@ void limits_transfer_add(struct limits *l, int worker, int delta)
         atomic_fetch_add(&l->worker_transfers[worker], 1);
     else
         atomic_fetch_sub(&l->worker_transfers[worker], 1);
+}
+
+void limits_worker_alive(struct limits *l, int worker, uint64_t now_ms)
+{
+    atomic_store(&l->worker_alive_ms[worker], now_ms);
+}
+
+uint64_t limits_worker_last_alive_ms(struct limits *l, int worker)
+{
+    return atomic_load(&l->worker_alive_ms[worker]);
 }
 
 void limits_worker_reset(struct limits *l, int worker)

@@ -26,6 +26,10 @@ void limits_ip_release(struct limits *l, int worker, const uint8_t ip[16]);
 /* Counts payloads being sent now; delta is +1 or -1. Needs no lock. */
 void limits_transfer_add(struct limits *l, int worker, int delta);
 
+/* Records that `worker` is alive now; the parent kills a worker that stops calling it. */
+void limits_worker_alive(struct limits *l, int worker, uint64_t now_ms);
+uint64_t limits_worker_last_alive_ms(struct limits *l, int worker);
+
 /* Releases everything a dead worker held. Called by the parent only. */
 void limits_worker_reset(struct limits *l, int worker);
 

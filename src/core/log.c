@@ -93,8 +93,38 @@ void log_msg(enum log_level level, const char *tag, const char *fmt, ...)
     log_write(level, tag, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
 }
 
+static uint64_t monotonic_ms(void)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
+int log_rate_allow(struct log_rate *rate, const char *tag)
+{
+    uint64_t now_ms = monotonic_ms();
+
+    if (now_ms - rate->window_start_ms >= 1000u) {
+        if (rate->suppressed > 0)
+            log_msg(LOG_WARN, tag, "%u similar lines suppressed in the last second",
+                    rate->suppressed);
+        rate->window_start_ms = now_ms;
+        rate->logged = 0;
+        rate->suppressed = 0;
+    }
+    if (rate->logged < LOG_RATE_LINES_PER_SECOND) {
+        rate->logged++;
+        return 1;
+    }
+    rate->suppressed++;
+    return 0;
+}
+
 void log_lws_emit(int lws_level, const char *line)
 {
+    /* lws logs some client errors without a peer, such as oversized headers. */
+    static struct log_rate rate;
     enum log_level level = LOG_DEBUG;
 
     if (lws_level & LLL_ERR)
@@ -108,6 +138,8 @@ void log_lws_emit(int lws_level, const char *line)
     if (level == LOG_INFO)
         level = LOG_DEBUG;
     if (!log_enabled(level))
+        return;
+    if (level <= LOG_WARN && !log_rate_allow(&rate, "lws"))
         return;
 
     /* lws prefixes its own timestamp "[2026/12/04 16:40:00:1234] N: "; drop it. */

@@ -6,6 +6,8 @@
 #ifndef LINKSPEED_LOG_H
 #define LINKSPEED_LOG_H
 
+#include <stdint.h>
+
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 /* Parses "error", "warn", "info" or "debug"; returns 0 or -1 for anything else. */
@@ -25,6 +27,19 @@ void log_lws_emit(int lws_level, const char *line);
 
 /* The libwebsockets level mask matching the current level. */
 int log_lws_mask(void);
+
+/* State of a rate limit for one kind of line that a client can repeat at will. */
+struct log_rate {
+    uint64_t window_start_ms;
+    unsigned logged;
+    unsigned suppressed;
+};
+
+#define LOG_RATE_LINES_PER_SECOND 10
+
+/* Returns 1 if a line of this kind may be logged now, at most LOG_RATE_LINES_PER_SECOND per
+ * second; when a new second starts after suppressed lines, it first logs how many. */
+int log_rate_allow(struct log_rate *rate, const char *tag);
 
 #define log_error(tag, ...) log_msg(LOG_ERROR, tag, __VA_ARGS__)
 #define log_warn(tag, ...)  log_msg(LOG_WARN, tag, __VA_ARGS__)

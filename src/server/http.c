@@ -11,8 +11,11 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define HTTP_CHUNK_BYTES (64 * 1024)
+/* Request bodies sent to routes that take none are read and dropped up to this size. */
+#define HTTP_DISCARD_MAX_BYTES (1024 * 1024)
 
 struct http_session {
     char method[8];
@@ -23,8 +26,11 @@ struct http_session {
     size_t body_size;
     size_t body_sent;
     uint8_t *owned_body;
-    int close_after;
-    int active; /* a response was started and not yet logged */
+    char route_path[256]; /* the request path, kept until a request body has been read */
+    uint64_t discarded_bytes;
+    int awaiting_body;
+    int close_after; /* end the connection once the response is out */
+    int active;      /* a response was started and not yet logged */
 };
 
 size_t http_session_size(void)
@@ -79,6 +85,36 @@ static void release_body(struct http_session *s)
     s->body = NULL;
 }
 
+static int write_body_chunk(struct lws *wsi, struct http_session *s)
+{
+    static uint8_t buf[LWS_PRE + HTTP_CHUNK_BYTES];
+    size_t n = s->body_size - s->body_sent;
+    int final;
+
+    if (s->body == NULL)
+        return 0;
+    if (n > HTTP_CHUNK_BYTES)
+        n = HTTP_CHUNK_BYTES;
+    final = s->body_sent + n == s->body_size;
+    memcpy(buf + LWS_PRE, s->body + s->body_sent, n);
+    if (lws_write(wsi, buf + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0) {
+        release_body(s);
+        log_access(wsi, s, " (client went away)");
+        return -1;
+    }
+    s->body_sent += n;
+    if (!final) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+
+    release_body(s);
+    log_access(wsi, s, "");
+    if (s->close_after)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
 /* Sends the status line and headers, then the body from the writeable callback. Takes
  * ownership of `owned` (freed when the response ends). Returns 0, or -1 to close. */
 static int respond(struct lws *wsi, struct http_session *s, unsigned status,
@@ -112,10 +148,15 @@ static int respond(struct lws *wsi, struct http_session *s, unsigned status,
     if (is_head || size == 0) {
         release_body(s);
         log_access(wsi, s, "");
-        if (s->close_after || lws_http_transaction_completed(wsi))
+        if (s->close_after)
             return -1;
-        return 0;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
     }
+
+    /* A small body goes out at once (lws queues what the socket does not take), so the
+     * transaction ends inside this callback; see on_body_complete() for why that matters. */
+    if (size <= HTTP_CHUNK_BYTES)
+        return write_body_chunk(wsi, s);
     lws_callback_on_writable(wsi);
     return 0;
 
@@ -132,36 +173,6 @@ static int respond_text(struct lws *wsi, struct http_session *s, unsigned status
 
     return respond(wsi, s, status, "text/plain; charset=utf-8", (const uint8_t *)text, strlen(text),
                    NULL, extra_headers ? extra_headers : no_store);
-}
-
-static int write_body_chunk(struct lws *wsi, struct http_session *s)
-{
-    static uint8_t buf[LWS_PRE + HTTP_CHUNK_BYTES];
-    size_t n = s->body_size - s->body_sent;
-    int final;
-
-    if (s->body == NULL)
-        return 0;
-    if (n > HTTP_CHUNK_BYTES)
-        n = HTTP_CHUNK_BYTES;
-    final = s->body_sent + n == s->body_size;
-    memcpy(buf + LWS_PRE, s->body + s->body_sent, n);
-    if (lws_write(wsi, buf + LWS_PRE, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0) {
-        release_body(s);
-        log_access(wsi, s, " (client went away)");
-        return -1;
-    }
-    s->body_sent += n;
-    if (!final) {
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
-
-    release_body(s);
-    log_access(wsi, s, "");
-    if (s->close_after || lws_http_transaction_completed(wsi))
-        return -1;
-    return 0;
 }
 
 static int serve_healthz(struct lws *wsi, struct http_session *s)
@@ -205,7 +216,7 @@ static int serve_file(struct lws *wsi, struct http_session *s, const char *path)
         "etag:",   file.etag, "cache-control:", "no-cache", "x-content-type-options:",
         "nosniff", NULL};
     if (lws_hdr_copy(wsi, if_none_match, sizeof(if_none_match), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
-        strstr(if_none_match, file.etag) != NULL) {
+        (strstr(if_none_match, file.etag) != NULL || strcmp(if_none_match, "*") == 0)) {
         free(file.owned);
         return respond(wsi, s, 304, NULL, NULL, 0, NULL, headers);
     }
@@ -237,8 +248,6 @@ static int route_request(struct lws *wsi, struct http_session *s, const char *pa
                                             NULL};
 
     if (strcmp(s->method, "GET") != 0 && strcmp(s->method, "HEAD") != 0) {
-        /* A body may follow that we will not read; close rather than parse it as a request. */
-        s->close_after = 1;
         if (!path_exists(wsi, path))
             return respond_text(wsi, s, 404, "not found\n", NULL);
         return respond_text(wsi, s, 405, "method not allowed\n", allow_get);
@@ -250,6 +259,15 @@ static int route_request(struct lws *wsi, struct http_session *s, const char *pa
     return serve_file(wsi, s, path);
 }
 
+static long long request_content_length(struct lws *wsi)
+{
+    char text[24];
+
+    if (lws_hdr_copy(wsi, text, sizeof(text), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return 0;
+    return atoll(text);
+}
+
 static int on_http(struct lws *wsi, struct http_session *s, const char *path)
 {
     memset(s, 0, sizeof(*s));
@@ -257,7 +275,50 @@ static int on_http(struct lws *wsi, struct http_session *s, const char *path)
     s->active = 1;
     snprintf(s->method, sizeof(s->method), "%s", request_method(wsi));
     copy_printable(s->path, sizeof(s->path), path);
+
+    /* The answer waits until the body has been read: answering first and closing with
+     * unread pipelined bytes makes lws 4.1 spin, and keeping the connection needs the body
+     * out of the way anyway. */
+    struct conn *c = conn_of(wsi);
+    if (c != NULL)
+        c->http_requests++;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0 ||
+        request_content_length(wsi) > 0) {
+        /* See on_body_complete(): after an earlier request, this one may have been pipelined. */
+        s->close_after = c == NULL || c->http_requests > 1;
+        snprintf(s->route_path, sizeof(s->route_path), "%s", path);
+        s->awaiting_body = 1;
+        return 0;
+    }
     return route_request(wsi, s, path);
+}
+
+/* Drops a body that no route reads; a body over the cap ends the connection. */
+static int discard_body(struct lws *wsi, struct http_session *s, size_t len)
+{
+    s->discarded_bytes += len;
+    if (s->discarded_bytes <= HTTP_DISCARD_MAX_BYTES)
+        return 0;
+    s->status = 413;
+    log_access(wsi, s, " (request body over 1 MiB on a route that takes none; closed)");
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    return 0;
+}
+
+/* Answers a request whose body has been read. libwebsockets 4.1.6 mishandles a request
+ * with a body that was pipelined behind another one: it hands the start of the request to
+ * HTTP_BODY and then reports the body complete again and again without reading on. The
+ * answer therefore ends the transaction at once, and a completion that belongs to no
+ * request closes the connection instead of spinning. */
+static int on_body_complete(struct lws *wsi, struct http_session *s)
+{
+    if (!s->awaiting_body) {
+        log_warn("http", "%s closed: request body out of step with the request",
+                 conn_of(wsi) ? conn_of(wsi)->peer : "?");
+        return -1;
+    }
+    s->awaiting_body = 0;
+    return route_request(wsi, s, s->route_path);
 }
 
 int http_confirm_upgrade(struct lws *wsi, const char *upgrade)
@@ -267,8 +328,8 @@ int http_confirm_upgrade(struct lws *wsi, const char *upgrade)
     char path[256];
     const char *peer = c ? c->peer : "?";
 
-    if (strcmp(upgrade, "websocket") != 0)
-        return 1; /* h2c and others: stay on HTTP/1.1 */
+    if (strcasecmp(upgrade, "websocket") != 0)
+        return 0; /* h2c: lws switches to HTTP/2, whose streams reach the same routes */
 
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0) {
         log_warn("http", "%s upgrade rejected with 400: not a GET request", peer);
@@ -308,10 +369,12 @@ int http_confirm_upgrade(struct lws *wsi, const char *upgrade)
     }
     if (c != NULL && !c->holds_ip_slot) {
         if (limits_ip_acquire(w->limits, w->index, c->ip) != 0) {
-            log_warn("limits",
-                     "%s upgrade rejected with 429: %u measurement connections open from this "
-                     "address (--max-transfers-per-ip)",
-                     peer, w->cfg->max_transfers_per_ip);
+            static struct log_rate rate;
+            if (log_rate_allow(&rate, "limits"))
+                log_warn("limits",
+                         "%s upgrade rejected with 429: %u measurement connections open from this "
+                         "address (--max-transfers-per-ip)",
+                         peer, w->cfg->max_transfers_per_ip);
             lws_return_http_status(wsi, 429, NULL);
             return 1;
         }
@@ -330,8 +393,9 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_HTTP:
         return on_http(wsi, s, in ? (const char *)in : "/");
     case LWS_CALLBACK_HTTP_BODY:
+        return discard_body(wsi, s, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return 0;
+        return on_body_complete(wsi, s);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return write_body_chunk(wsi, s);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:

@@ -7,6 +7,7 @@
 #include "../core/log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -105,6 +106,7 @@ static void raise_fd_limit(uint32_t max_connections)
 
 static pid_t start_worker(struct worker *template, int index, const sigset_t *old_mask)
 {
+    limits_worker_alive(template->limits, index, now_us() / 1000u);
     pid_t pid = fork();
 
     if (pid != 0)
@@ -178,6 +180,22 @@ static uint32_t reap_workers(struct supervisor *sv, int restart, const sigset_t 
     return running;
 }
 
+/* Kills workers whose event loop stopped reporting; the reaper then restarts them. */
+static void kill_stalled_workers(struct supervisor *sv)
+{
+    uint64_t now_ms = now_us() / 1000u;
+
+    for (uint32_t i = 0; i < sv->count; i++) {
+        uint64_t last_ms = limits_worker_last_alive_ms(sv->template.limits, (int)i);
+        if (sv->pids[i] <= 0 || now_ms - last_ms < WORKER_STALL_MS)
+            continue;
+        log_error("server", "worker %u (pid %d) has not run its event loop for %llu ms; killing it",
+                  i, (int)sv->pids[i], (unsigned long long)(now_ms - last_ms));
+        kill(sv->pids[i], SIGKILL);
+        limits_worker_alive(sv->template.limits, (int)i, now_ms);
+    }
+}
+
 /* Forwards the stop to the workers and waits for them, killing them after the grace time. */
 static void stop_workers(struct supervisor *sv, const sigset_t *old_mask)
 {
@@ -211,17 +229,19 @@ static int serve(struct config *cfg)
     uint64_t start_us = now_us();
 
     /* Signals are caught from the start, so a stop sent as soon as the listening line
-     * appears still ends in an orderly exit. They stay blocked outside sigsuspend(). */
+     * appears still ends in an orderly exit. They stay blocked outside ppoll(). */
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_parent_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* a closed terminal stops the server like SIGTERM */
     sigaction(SIGCHLD, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
     sigaddset(&block, SIGCHLD);
     sigprocmask(SIG_BLOCK, &block, &old_mask);
 
@@ -268,15 +288,20 @@ static int serve(struct config *cfg)
              cfg->fragment_size_bytes);
 
     while (!stop_signal) {
-        sigsuspend(&old_mask);
+        const struct timespec tick = {.tv_sec = 1};
+        ppoll(NULL, 0, &tick, &old_mask);
         if (child_exited) {
             child_exited = 0;
             reap_workers(&sv, 1, &old_mask);
         }
+        kill_stalled_workers(&sv);
     }
 
     log_info("server", "stopping on %s: no new connections, %u s for running transfers",
-             stop_signal == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_grace_s);
+             stop_signal == SIGINT   ? "SIGINT"
+             : stop_signal == SIGHUP ? "SIGHUP"
+                                     : "SIGTERM",
+             cfg->shutdown_grace_s);
     for (int i = 0; i < listen_count; i++)
         close(listen_fds[i]);
     stop_workers(&sv, &old_mask);

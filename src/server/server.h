@@ -29,6 +29,7 @@ struct worker {
     struct lws_vhost *vhost;
     struct lws *listen_wsi[CONFIG_MAX_LISTEN];
     lws_sorted_usec_list_t sul_stop;
+    lws_sorted_usec_list_t sul_alive;
     uint64_t stop_deadline_us;
     int stopping;
     int done;
@@ -40,6 +41,7 @@ struct conn {
     char peer[64];  /* "192.0.2.1:5000" or "[2001:db8::1]:5000" */
     uint8_t ip[16]; /* IPv4 as v4-mapped IPv6, for per-IP limits */
     int holds_ip_slot;
+    uint32_t http_requests; /* requests seen on this connection */
 };
 
 /* Runs `linkspeed serve`; returns the process exit status. */
@@ -62,6 +64,11 @@ static inline struct conn *conn_of(struct lws *wsi)
 }
 
 uint64_t now_us(void);
+
+/* A worker reports that its event loop runs this often; the parent kills one that has not
+ * reported for WORKER_STALL_MS, because a worker stuck in a loop serves no one. */
+#define WORKER_ALIVE_INTERVAL_MS 1000u
+#define WORKER_STALL_MS          10000u
 
 /* Gives back the limits a closed connection held and frees it. */
 void worker_release_conn(struct worker *w, struct conn *c);

@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Files larger than this under --web-root are refused rather than read into memory. */
-#define WEB_ROOT_MAX_FILE_BYTES (64u * 1024 * 1024)
+/* Each request reads its file into memory, so larger files under --web-root are rejected. */
+#define WEB_ROOT_MAX_FILE_BYTES (8u * 1024 * 1024)
 
 static const struct {
     const char *extension;
@@ -76,7 +76,8 @@ static int read_from_root(const char *root, const char *path, struct web_file *o
 
     if (snprintf(full, sizeof(full), "%s%s", root, path) >= (int)sizeof(full))
         return -ENOENT;
-    fd = open(full, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO placed in the directory must not block the worker. */
+    fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return errno == ENOENT || errno == ENOTDIR || errno == EACCES ? -ENOENT : -errno;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -62,23 +62,6 @@ static void describe_peer(const struct sockaddr_storage *ss, struct conn *c)
     }
 }
 
-/* Logs a refusal that a flood could repeat, at most once per second with a count. */
-static void log_capacity_refusal(const char *peer, uint32_t max_connections)
-{
-    static uint64_t window_start_us;
-    static unsigned suppressed;
-    uint64_t now = now_us();
-
-    if (now - window_start_us < 1000000u && window_start_us != 0) {
-        suppressed++;
-        return;
-    }
-    log_warn("limits", "%s rejected with 503: %u connections open (--max-connections)%s", peer,
-             max_connections, suppressed ? "; more rejections in the last second not logged" : "");
-    window_start_us = now;
-    suppressed = 0;
-}
-
 static void reject_at_capacity(int fd)
 {
     static const char response[] = "HTTP/1.1 503 Service Unavailable\r\n"
@@ -125,7 +108,10 @@ static void accept_ready(struct worker *w, int listen_fd)
             continue;
         }
         if (limits_conn_acquire(w->limits, w->index) != 0) {
-            log_capacity_refusal(c->peer, w->cfg->max_connections);
+            static struct log_rate rate;
+            if (log_rate_allow(&rate, "limits"))
+                log_warn("limits", "%s rejected with 503: %u connections open (--max-connections)",
+                         c->peer, w->cfg->max_connections);
             free(c);
             reject_at_capacity(fd);
             continue;
@@ -164,6 +150,15 @@ void worker_release_conn(struct worker *w, struct conn *c)
     limits_conn_release(w->limits, w->index);
     log_debug("server", "%s disconnected", c->peer);
     free(c);
+}
+
+static void report_alive(lws_sorted_usec_list_t *sul)
+{
+    struct worker *w = lws_container_of(sul, struct worker, sul_alive);
+
+    limits_worker_alive(w->limits, w->index, now_us() / 1000u);
+    lws_sul_schedule(w->context, 0, &w->sul_alive, report_alive,
+                     (lws_usec_t)WORKER_ALIVE_INTERVAL_MS * LWS_US_PER_MS);
 }
 
 static void stop_check(lws_sorted_usec_list_t *sul)
@@ -205,7 +200,9 @@ void worker_install_signals(void)
     sa.sa_handler = on_stop_signal;
     sigaction(SIGTERM, &sa, NULL);
     sa.sa_handler = SIG_IGN;
-    sigaction(SIGINT, &sa, NULL); /* the parent turns a terminal's Ctrl-C into SIGTERM */
+    /* The parent turns a terminal's Ctrl-C or hang-up into SIGTERM for the workers. */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGPIPE, &sa, NULL);
     sa.sa_handler = SIG_DFL;
     sigaction(SIGCHLD, &sa, NULL);
@@ -233,6 +230,8 @@ static int create_context(struct worker *w, struct lws_protocols *protocols)
     info.timeout_secs_ah_idle = w->cfg->handshake_timeout_s;
     info.keepalive_timeout = (int)w->cfg->idle_timeout_s;
     info.vhost_name = "linkspeed";
+    /* lws' default of 4 KiB of headers is less than some browsers send with cookies. */
+    info.max_http_header_data = 16384;
 
     w->context = lws_create_context(&info);
     if (w->context == NULL)
@@ -290,6 +289,7 @@ int worker_run(struct worker *w)
         status = 1;
     } else {
         log_debug("server", "worker %d serving", w->index);
+        report_alive(&w->sul_alive);
         while (!w->done && lws_service(w->context, 0) >= 0) {
             if (stop_requested && !w->stopping)
                 worker_check_stop(w);
@@ -298,6 +298,7 @@ int worker_run(struct worker *w)
 
     signal_context = NULL;
     lws_sul_cancel(&w->sul_stop);
+    lws_sul_cancel(&w->sul_alive);
     lws_context_destroy(w->context);
     return status;
 }

@@ -46,7 +46,7 @@ static void flags_set_values(void **state)
                     "--log-level",
                     "debug",
                     "--web-root",
-                    "/srv/web"};
+                    "/tmp"};
     (void)state;
 
     assert_int_equal(parse(&cfg, message, 9, argv), CONFIG_OK);
@@ -54,7 +54,7 @@ static void flags_set_values(void **state)
     assert_int_equal(cfg.payload_size_bytes, 1048576);
     assert_int_equal(cfg.heartbeat_interval_ms, 250);
     assert_int_equal(cfg.log_level, LOG_DEBUG);
-    assert_string_equal(cfg.web_root, "/srv/web");
+    assert_string_equal(cfg.web_root, "/tmp");
 }
 
 static void invalid_values_name_flag_and_range(void **state)
@@ -157,6 +157,10 @@ static void environment_sets_values(void **state)
     assert_int_equal(parse(&cfg, message, 0, NULL), CONFIG_INVALID);
     assert_non_null(strstr(message, "--workers (from LINKSPEED_WORKERS)"));
 
+    /* An invalid variable does not matter when the flag overrides it. */
+    assert_int_equal(parse(&cfg, message, 2, argv), CONFIG_OK);
+    assert_int_equal(cfg.workers, 5);
+
     unsetenv("LINKSPEED_WORKERS");
     unsetenv("LINKSPEED_MAX_TRANSFERS_PER_IP");
     unsetenv("LINKSPEED_LISTEN");
@@ -178,10 +182,26 @@ static void listen_address_forms(void **state)
     assert_int_equal(config_parse_listen("300.1.1.1:80", &la), -1);
 }
 
+static void web_root_must_be_directory(void **state)
+{
+    struct config cfg;
+    char message[512];
+    char *missing[] = {"--web-root", "/nonexistent/linkspeed-web"};
+    char *file[] = {"--web-root", "/etc/hostname"};
+    char *dir[] = {"--web-root", "/tmp"};
+    (void)state;
+
+    assert_int_equal(parse(&cfg, message, 2, missing), CONFIG_INVALID);
+    assert_non_null(strstr(message, "--web-root: \"/nonexistent/linkspeed-web\" is not"));
+    assert_int_equal(parse(&cfg, message, 2, file), CONFIG_INVALID);
+    assert_int_equal(parse(&cfg, message, 2, dir), CONFIG_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_match_documentation),
+        cmocka_unit_test(web_root_must_be_directory),
         cmocka_unit_test(flags_set_values),
         cmocka_unit_test(invalid_values_name_flag_and_range),
         cmocka_unit_test(unknown_flag_and_missing_value_rejected),
