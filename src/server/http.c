@@ -279,13 +279,8 @@ static int on_http(struct lws *wsi, struct http_session *s, const char *path)
     /* The answer waits until the body has been read: answering first and closing with
      * unread pipelined bytes makes lws 4.1 spin, and keeping the connection needs the body
      * out of the way anyway. */
-    struct conn *c = conn_of(wsi);
-    if (c != NULL)
-        c->http_requests++;
     if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0 ||
         request_content_length(wsi) > 0) {
-        /* See on_body_complete(): after an earlier request, this one may have been pipelined. */
-        s->close_after = c == NULL || c->http_requests > 1;
         snprintf(s->route_path, sizeof(s->route_path), "%s", path);
         s->awaiting_body = 1;
         return 0;
@@ -293,9 +288,24 @@ static int on_http(struct lws *wsi, struct http_session *s, const char *path)
     return route_request(wsi, s, path);
 }
 
-/* Drops a body that no route reads; a body over the cap ends the connection. */
-static int discard_body(struct lws *wsi, struct http_session *s, size_t len)
+/* Tells whether a first body chunk is really the start of the request itself, which is
+ * how libwebsockets 4.1.6 delivers the body of a request pipelined behind another one. */
+static int body_is_misplaced(const struct http_session *s, const char *chunk, size_t len)
 {
+    size_t method_len = strlen(s->method);
+    size_t compared = len < method_len ? len : method_len;
+
+    /* A short body shows only part of the method; a false match only costs keep-alive. */
+    if (len == 0 || memcmp(chunk, s->method, compared) != 0)
+        return 0;
+    return len <= method_len || chunk[method_len] == ' ';
+}
+
+/* Drops a body that no route reads; a body over the cap ends the connection. */
+static int discard_body(struct lws *wsi, struct http_session *s, const char *chunk, size_t len)
+{
+    if (s->discarded_bytes == 0 && body_is_misplaced(s, chunk, len))
+        s->close_after = 1;
     s->discarded_bytes += len;
     if (s->discarded_bytes <= HTTP_DISCARD_MAX_BYTES)
         return 0;
@@ -307,8 +317,8 @@ static int discard_body(struct lws *wsi, struct http_session *s, size_t len)
 
 /* Answers a request whose body has been read. libwebsockets 4.1.6 mishandles a request
  * with a body that was pipelined behind another one: it hands the start of the request to
- * HTTP_BODY and then reports the body complete again and again without reading on. The
- * answer therefore ends the transaction at once, and a completion that belongs to no
+ * HTTP_BODY and then reports the body complete again and again without reading on. Such a
+ * request is answered and its connection closed, and a completion that belongs to no
  * request closes the connection instead of spinning. */
 static int on_body_complete(struct lws *wsi, struct http_session *s)
 {
@@ -393,7 +403,7 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_HTTP:
         return on_http(wsi, s, in ? (const char *)in : "/");
     case LWS_CALLBACK_HTTP_BODY:
-        return discard_body(wsi, s, len);
+        return discard_body(wsi, s, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return on_body_complete(wsi, s);
     case LWS_CALLBACK_HTTP_WRITEABLE:

@@ -41,7 +41,6 @@ struct conn {
     char peer[64];  /* "192.0.2.1:5000" or "[2001:db8::1]:5000" */
     uint8_t ip[16]; /* IPv4 as v4-mapped IPv6, for per-IP limits */
     int holds_ip_slot;
-    uint32_t http_requests; /* requests seen on this connection */
 };
 
 /* Runs `linkspeed serve`; returns the process exit status. */
