@@ -1,5 +1,6 @@
 /* Settings of `linkspeed serve`; see config.h. */
 #include "config.h"
+#include "tcpinfo.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -49,12 +50,19 @@ static const struct flag flags[] = {
      "requests a /ws connection may have waiting; beyond it close 1008 (default: 16)"},
     {"ws-max-message", FLAG_UINT, FIELD(ws_max_message_bytes), 32, 1, 16777216, "BYTES",
      "largest message a client may send on /ws; beyond it close 1009 (default: 65536)"},
+    {"max-download-bytes", FLAG_UINT, FIELD(max_download_bytes), 64, 1, 1099511627776.0, "BYTES",
+     "largest N that GET /__down?bytes=N sends; beyond it 400 (default: 1073741824)"},
+    {"max-upload-bytes", FLAG_UINT, FIELD(max_upload_bytes), 64, 1, 1099511627776.0, "BYTES",
+     "largest body POST /__up reads; beyond it 413 (default: 1073741824)"},
     {"handshake-timeout", FLAG_UINT, FIELD(handshake_timeout_s), 32, 1, 3600, "SECONDS",
      "time a new connection has to send its request headers (default: 10)"},
     {"idle-timeout", FLAG_UINT, FIELD(idle_timeout_s), 32, 1, 3600, "SECONDS",
      "time an idle HTTP keep-alive connection stays open (default: 60)"},
     {"shutdown-grace", FLAG_UINT, FIELD(shutdown_grace_s), 32, 0, 600, "SECONDS",
      "time running transfers get to finish after SIGINT or SIGTERM (default: 5)"},
+    {"congestion", FLAG_STRING, FIELD(congestion), 0, 0, 0, "NAME",
+     "TCP congestion control of ndt7 connections, such as bbr or cubic (default: bbr when the "
+     "kernel offers it, else the system default)"},
     {"log-level", FLAG_LOG_LEVEL, FIELD(log_level), 0, 0, 0, "LEVEL",
      "error, warn, info or debug (default: info)"},
 };
@@ -80,6 +88,8 @@ void config_defaults(struct config *cfg)
     cfg->max_transfers_per_ip = 32;
     cfg->max_queued_requests = 16;
     cfg->ws_max_message_bytes = 65536;
+    cfg->max_download_bytes = 1073741824;
+    cfg->max_upload_bytes = 1073741824;
     cfg->handshake_timeout_s = 10;
     cfg->idle_timeout_s = 60;
     cfg->shutdown_grace_s = 5;
@@ -376,6 +386,14 @@ enum config_result config_parse_serve(struct config *cfg, int argc, char **argv,
     if (cfg->web_root != NULL && (stat(cfg->web_root, &st) != 0 || !S_ISDIR(st.st_mode))) {
         snprintf(message, message_size, "--web-root: \"%.200s\" is not a readable directory",
                  cfg->web_root);
+        return CONFIG_INVALID;
+    }
+    int rc = cfg->congestion != NULL ? tcpinfo_congestion_usable(cfg->congestion) : 0;
+    if (rc != 0) {
+        snprintf(message, message_size,
+                 "--congestion: cannot use \"%.32s\": %s; see "
+                 "/proc/sys/net/ipv4/tcp_allowed_congestion_control",
+                 cfg->congestion, strerror(-rc));
         return CONFIG_INVALID;
     }
     return CONFIG_OK;

@@ -34,9 +34,12 @@ struct config {
     uint32_t max_transfers_per_ip;
     uint32_t max_queued_requests;
     uint32_t ws_max_message_bytes;
+    uint64_t max_download_bytes;
+    uint64_t max_upload_bytes;
     uint32_t handshake_timeout_s;
     uint32_t idle_timeout_s;
     uint32_t shutdown_grace_s;
+    const char *congestion; /* NULL: bbr when the kernel offers it */
     enum log_level log_level;
 };
 

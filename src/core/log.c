@@ -67,8 +67,11 @@ static void log_write(enum log_level level, const char *tag, const char *text, s
         text_len--;
     if (text_len > sizeof(line) - len - 1)
         text_len = sizeof(line) - len - 1;
-    memcpy(line + len, text, text_len);
-    len += text_len;
+    /* Lines may quote what a client sent; control and non-ASCII bytes become '?'. */
+    for (size_t i = 0; i < text_len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        line[len++] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+    }
     line[len++] = '\n';
 
     /* A failed log write has nowhere to be reported. */

@@ -3,7 +3,7 @@
  * This is protocols[0], so it also receives what lws sends there for every connection:
  * WebSocket upgrade checks (the one place a clean HTTP status can refuse an upgrade) and
  * the destruction of each connection, where the connection's limits are given back. */
-#include "server.h"
+#include "http.h"
 #include "webfiles.h"
 #include "../core/log.h"
 
@@ -16,22 +16,6 @@
 #define HTTP_CHUNK_BYTES (64 * 1024)
 /* Request bodies sent to routes that take none are read and dropped up to this size. */
 #define HTTP_DISCARD_MAX_BYTES (1024 * 1024)
-
-struct http_session {
-    char method[8];
-    char path[256]; /* control characters replaced, for the access log */
-    uint64_t start_us;
-    unsigned status;
-    const uint8_t *body;
-    size_t body_size;
-    size_t body_sent;
-    uint8_t *owned_body;
-    char route_path[256]; /* the request path, kept until a request body has been read */
-    uint64_t discarded_bytes;
-    int awaiting_body;
-    int close_after; /* end the connection once the response is out */
-    int active;      /* a response was started and not yet logged */
-};
 
 size_t http_session_size(void)
 {
@@ -74,8 +58,58 @@ static void log_access(struct lws *wsi, struct http_session *s, const char *note
     if (!s->active)
         return;
     s->active = 0;
-    log_info("http", "%s %s %s %u %zu bytes %.1f ms%s", c ? c->peer : "?", s->method, s->path,
-             s->status, s->body_sent, (double)elapsed_us / 1000.0, note);
+    log_info("http", "%s %s %s %u %llu bytes %.1f ms%s", c ? c->peer : "?", s->method, s->path,
+             s->status, (unsigned long long)s->body_sent, (double)elapsed_us / 1000.0, note);
+}
+
+long long http_content_length(struct lws *wsi)
+{
+    char text[24];
+    char *end;
+    long long value;
+
+    if (lws_hdr_copy(wsi, text, sizeof(text), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return 0;
+    errno = 0;
+    value = strtoll(text, &end, 10);
+    if (errno != 0 || *end != '\0' || value < 0)
+        return -1;
+    return value;
+}
+
+int http_acquire_transfer(struct lws *wsi, struct http_session *s)
+{
+    struct worker *w = worker_of(wsi);
+    struct conn *c = conn_of(wsi);
+
+    if (c == NULL)
+        return -1;
+    if (limits_ip_acquire(w->limits, w->index, c->ip) != 0) {
+        static struct log_rate rate;
+        if (log_rate_allow(&rate, "limits"))
+            log_warn("limits",
+                     "%s %s %s rejected with 429: %u measurement connections open from this "
+                     "address (--max-transfers-per-ip)",
+                     c->peer, s->method, s->path, w->cfg->max_transfers_per_ip);
+        return -1;
+    }
+    s->holds_ip_slot = 1;
+    s->counts_transfer = 1;
+    limits_transfer_add(w->limits, w->index, 1);
+    return 0;
+}
+
+void http_release_transfer(struct lws *wsi, struct http_session *s)
+{
+    struct worker *w = worker_of(wsi);
+    struct conn *c = conn_of(wsi);
+
+    if (s->holds_ip_slot && c != NULL)
+        limits_ip_release(w->limits, w->index, c->ip);
+    s->holds_ip_slot = 0;
+    if (s->counts_transfer)
+        limits_transfer_add(w->limits, w->index, -1);
+    s->counts_transfer = 0;
 }
 
 static void release_body(struct http_session *s)
@@ -109,48 +143,57 @@ static int write_body_chunk(struct lws *wsi, struct http_session *s)
     }
 
     release_body(s);
-    log_access(wsi, s, "");
+    return http_finish(wsi, s, "");
+}
+
+int http_finish(struct lws *wsi, struct http_session *s, const char *note)
+{
+    log_access(wsi, s, note);
+    http_release_transfer(wsi, s);
     if (s->close_after)
         return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-/* Sends the status line and headers, then the body from the writeable callback. Takes
- * ownership of `owned` (freed when the response ends). Returns 0, or -1 to close. */
-static int respond(struct lws *wsi, struct http_session *s, unsigned status,
-                   const char *content_type, const uint8_t *body, size_t size, uint8_t *owned,
-                   const char *const *extra_headers)
+int http_write_headers(struct lws *wsi, struct http_session *s, unsigned status,
+                       const char *content_type, uint64_t content_length,
+                       const char *const *extra_headers)
 {
     uint8_t buf[LWS_PRE + 2048];
     uint8_t *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
-    int is_head = strcmp(s->method, "HEAD") == 0;
 
     s->status = status;
+    if (lws_add_http_common_headers(wsi, status, content_type, (lws_filepos_t)content_length, &p,
+                                    end))
+        return -1;
+    for (int i = 0; extra_headers != NULL && extra_headers[i] != NULL; i += 2) {
+        if (lws_add_http_header_by_name(wsi, (const uint8_t *)extra_headers[i],
+                                        (const uint8_t *)extra_headers[i + 1],
+                                        (int)strlen(extra_headers[i + 1]), &p, end))
+            return -1;
+    }
+    if (s->close_after && lws_add_http_header_by_name(wsi, (const uint8_t *)"connection:",
+                                                      (const uint8_t *)"close", 5, &p, end))
+        return -1;
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    return 0;
+}
+
+int http_respond(struct lws *wsi, struct http_session *s, unsigned status, const char *content_type,
+                 const uint8_t *body, size_t size, uint8_t *owned, const char *const *extra_headers)
+{
+    s->route = HTTP_ROUTE_STATIC;
     s->body = body;
     s->body_size = size;
     s->body_sent = 0;
     s->owned_body = owned;
 
-    if (lws_add_http_common_headers(wsi, status, content_type, size, &p, end))
+    if (http_write_headers(wsi, s, status, content_type, size, extra_headers) != 0)
         goto fail;
-    for (int i = 0; extra_headers != NULL && extra_headers[i] != NULL; i += 2) {
-        if (lws_add_http_header_by_name(wsi, (const uint8_t *)extra_headers[i],
-                                        (const uint8_t *)extra_headers[i + 1],
-                                        (int)strlen(extra_headers[i + 1]), &p, end))
-            goto fail;
-    }
-    if (s->close_after && lws_add_http_header_by_name(wsi, (const uint8_t *)"connection:",
-                                                      (const uint8_t *)"close", 5, &p, end))
-        goto fail;
-    if (lws_finalize_write_http_header(wsi, start, &p, end))
-        goto fail;
-
-    if (is_head || size == 0) {
+    if (strcmp(s->method, "HEAD") == 0 || size == 0) {
         release_body(s);
-        log_access(wsi, s, "");
-        if (s->close_after)
-            return -1;
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
+        return http_finish(wsi, s, "");
     }
 
     /* A small body goes out at once (lws queues what the socket does not take), so the
@@ -163,16 +206,17 @@ static int respond(struct lws *wsi, struct http_session *s, unsigned status,
 fail:
     release_body(s);
     log_access(wsi, s, " (failed to send headers)");
+    http_release_transfer(wsi, s);
     return -1;
 }
 
-static int respond_text(struct lws *wsi, struct http_session *s, unsigned status, const char *text,
-                        const char *const *extra_headers)
+int http_respond_text(struct lws *wsi, struct http_session *s, unsigned status, const char *text,
+                      const char *const *extra_headers)
 {
     static const char *const no_store[] = {"cache-control:", "no-store", NULL};
 
-    return respond(wsi, s, status, "text/plain; charset=utf-8", (const uint8_t *)text, strlen(text),
-                   NULL, extra_headers ? extra_headers : no_store);
+    return http_respond(wsi, s, status, "text/plain; charset=utf-8", (const uint8_t *)text,
+                        strlen(text), NULL, extra_headers ? extra_headers : no_store);
 }
 
 static int serve_healthz(struct lws *wsi, struct http_session *s)
@@ -192,9 +236,9 @@ static int serve_healthz(struct lws *wsi, struct http_session *s)
     text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(root);
     if (text == NULL)
-        return respond_text(wsi, s, 500, "internal error\n", NULL);
-    return respond(wsi, s, 200, "application/json", (const uint8_t *)text, strlen(text),
-                   (uint8_t *)text, headers);
+        return http_respond_text(wsi, s, 500, "internal error\n", NULL);
+    return http_respond(wsi, s, 200, "application/json", (const uint8_t *)text, strlen(text),
+                        (uint8_t *)text, headers);
 }
 
 static int serve_file(struct lws *wsi, struct http_session *s, const char *path)
@@ -205,11 +249,11 @@ static int serve_file(struct lws *wsi, struct http_session *s, const char *path)
     int rc = web_file_find(w->cfg->web_root, path, &file);
 
     if (rc == -ENOENT)
-        return respond_text(wsi, s, 404, "not found\n", NULL);
+        return http_respond_text(wsi, s, 404, "not found\n", NULL);
     if (rc != 0) {
         log_error("http", "%s: reading %s from --web-root failed: %s", conn_of(wsi)->peer, path,
                   strerror(-rc));
-        return respond_text(wsi, s, 500, "internal error\n", NULL);
+        return http_respond_text(wsi, s, 500, "internal error\n", NULL);
     }
 
     const char *headers[] = {
@@ -218,9 +262,9 @@ static int serve_file(struct lws *wsi, struct http_session *s, const char *path)
     if (lws_hdr_copy(wsi, if_none_match, sizeof(if_none_match), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
         (strstr(if_none_match, file.etag) != NULL || strcmp(if_none_match, "*") == 0)) {
         free(file.owned);
-        return respond(wsi, s, 304, NULL, NULL, 0, NULL, headers);
+        return http_respond(wsi, s, 304, NULL, NULL, 0, NULL, headers);
     }
-    return respond(wsi, s, 200, file.content_type, file.data, file.size, file.owned, headers);
+    return http_respond(wsi, s, 200, file.content_type, file.data, file.size, file.owned, headers);
 }
 
 static int is_page_path(const char *path)
@@ -247,25 +291,18 @@ static int route_request(struct lws *wsi, struct http_session *s, const char *pa
     static const char *const allow_get[] = {"allow:", "GET, HEAD", "cache-control:", "no-store",
                                             NULL};
 
+    if (strcmp(path, "/__down") == 0 || strcmp(path, "/__up") == 0)
+        return bulk_route(wsi, s, path);
     if (strcmp(s->method, "GET") != 0 && strcmp(s->method, "HEAD") != 0) {
         if (!path_exists(wsi, path))
-            return respond_text(wsi, s, 404, "not found\n", NULL);
-        return respond_text(wsi, s, 405, "method not allowed\n", allow_get);
+            return http_respond_text(wsi, s, 404, "not found\n", NULL);
+        return http_respond_text(wsi, s, 405, "method not allowed\n", allow_get);
     }
     if (strcmp(path, "/healthz") == 0)
         return serve_healthz(wsi, s);
     if (strcmp(path, "/ws") == 0)
-        return respond_text(wsi, s, 400, "/ws needs a WebSocket upgrade\n", NULL);
+        return http_respond_text(wsi, s, 400, "/ws needs a WebSocket upgrade\n", NULL);
     return serve_file(wsi, s, path);
-}
-
-static long long request_content_length(struct lws *wsi)
-{
-    char text[24];
-
-    if (lws_hdr_copy(wsi, text, sizeof(text), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
-        return 0;
-    return atoll(text);
 }
 
 static int on_http(struct lws *wsi, struct http_session *s, const char *path)
@@ -276,11 +313,20 @@ static int on_http(struct lws *wsi, struct http_session *s, const char *path)
     snprintf(s->method, sizeof(s->method), "%s", request_method(wsi));
     copy_printable(s->path, sizeof(s->path), path);
 
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+        /* TODO: libwebsockets 4.1 does not decode chunked request bodies; reading them
+         * needs our own decoder on the raw stream. Browsers send a Content-Length. */
+        s->close_after = 1;
+        return http_respond_text(
+            wsi, s, 411, "chunked request bodies are not supported; send Content-Length\n", NULL);
+    }
+    if (strcmp(path, "/__up") == 0 && strcmp(s->method, "POST") == 0)
+        return bulk_up_start(wsi, s);
+
     /* The answer waits until the body has been read: answering first and closing with
      * unread pipelined bytes makes lws 4.1 spin, and keeping the connection needs the body
      * out of the way anyway. */
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0 ||
-        request_content_length(wsi) > 0) {
+    if (http_content_length(wsi) > 0) {
         snprintf(s->route_path, sizeof(s->route_path), "%s", path);
         s->awaiting_body = 1;
         return 0;
@@ -301,13 +347,16 @@ static int body_is_misplaced(const struct http_session *s, const char *chunk, si
     return len <= method_len || chunk[method_len] == ' ';
 }
 
-/* Drops a body that no route reads; a body over the cap ends the connection. */
-static int discard_body(struct lws *wsi, struct http_session *s, const char *chunk, size_t len)
+/* Counts a body chunk for /__up or drops it; a dropped body over the cap ends the
+ * connection. */
+static int on_body(struct lws *wsi, struct http_session *s, const char *chunk, size_t len)
 {
-    if (s->discarded_bytes == 0 && body_is_misplaced(s, chunk, len))
+    if (s->body_received_bytes == 0 && body_is_misplaced(s, chunk, len))
         s->close_after = 1;
-    s->discarded_bytes += len;
-    if (s->discarded_bytes <= HTTP_DISCARD_MAX_BYTES)
+    s->body_received_bytes += len;
+    if (s->route == HTTP_ROUTE_UP)
+        return 0;
+    if (s->body_received_bytes <= HTTP_DISCARD_MAX_BYTES)
         return 0;
     s->status = 413;
     log_access(wsi, s, " (request body over 1 MiB on a route that takes none; closed)");
@@ -328,6 +377,8 @@ static int on_body_complete(struct lws *wsi, struct http_session *s)
         return -1;
     }
     s->awaiting_body = 0;
+    if (s->route == HTTP_ROUTE_UP)
+        return bulk_up_complete(wsi, s);
     return route_request(wsi, s, s->route_path);
 }
 
@@ -348,7 +399,8 @@ int http_confirm_upgrade(struct lws *wsi, const char *upgrade)
     }
     char printable[256];
     copy_printable(printable, sizeof(printable), path);
-    if (strcmp(path, "/ws") != 0) {
+    int is_ndt7 = ndt7_is_path(path);
+    if (strcmp(path, "/ws") != 0 && !is_ndt7) {
         log_warn("http", "%s upgrade rejected with 404: no WebSocket endpoint at %s", peer,
                  printable);
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
@@ -367,7 +419,9 @@ int http_confirm_upgrade(struct lws *wsi, const char *upgrade)
         lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
         return 1;
     }
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0) {
+    if (is_ndt7 && ndt7_confirm_upgrade(wsi, peer) != 0)
+        return 1;
+    if (!is_ndt7 && lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0) {
         log_warn("http", "%s upgrade rejected with 400: /ws takes no subprotocol", peer);
         lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
         return 1;
@@ -390,7 +444,7 @@ int http_confirm_upgrade(struct lws *wsi, const char *upgrade)
         }
         c->holds_ip_slot = 1;
     }
-    log_info("http", "%s GET /ws 101 (WebSocket upgrade)", peer);
+    log_info("http", "%s GET %s 101 (WebSocket upgrade)", peer, printable);
     return 0;
 }
 
@@ -403,10 +457,12 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_HTTP:
         return on_http(wsi, s, in ? (const char *)in : "/");
     case LWS_CALLBACK_HTTP_BODY:
-        return discard_body(wsi, s, in, len);
+        return on_body(wsi, s, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return on_body_complete(wsi, s);
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (s->route == HTTP_ROUTE_DOWN)
+            return bulk_down_writeable(wsi, s);
         return write_body_chunk(wsi, s);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return http_confirm_upgrade(wsi, in ? (const char *)in : "");
@@ -414,6 +470,7 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (s != NULL) {
             release_body(s);
             log_access(wsi, s, " (connection closed before the response ended)");
+            http_release_transfer(wsi, s);
         }
         return 0;
     case LWS_CALLBACK_WSI_DESTROY: {

@@ -31,6 +31,8 @@ static void defaults_match_documentation(void **state)
     assert_int_equal(cfg.max_connections, 10000);
     assert_int_equal(cfg.max_transfers_per_ip, 32);
     assert_int_equal(cfg.ws_max_message_bytes, 65536);
+    assert_int_equal(cfg.max_download_bytes, 1073741824);
+    assert_int_equal(cfg.max_upload_bytes, 1073741824);
     assert_int_equal(cfg.log_level, LOG_INFO);
 }
 
@@ -76,6 +78,8 @@ static void invalid_values_name_flag_and_range(void **state)
         {"--listen", "[::1]80", "--listen: invalid address"},
         {"--listen", "1.2.3.4:65536", "--listen: invalid address"},
         {"--max-connections", "99999999999999999999", "--max-connections: invalid value"},
+        {"--max-download-bytes", "0", "expected an integer from 1 to 1099511627776"},
+        {"--max-upload-bytes", "1099511627777", "--max-upload-bytes: invalid value"},
     };
     (void)state;
 

@@ -1,0 +1,178 @@
+/* Bulk HTTP endpoints for measuring throughput, in the form Cloudflare's speed test uses:
+ *
+ *   GET /__down?bytes=N   N bytes from the shared random payload, exact Content-Length
+ *   POST /__up            reads and counts the whole body, then returns the count
+ *
+ * Both count as a transfer for /healthz and take a --max-transfers-per-ip slot while they
+ * run. The download is written straight from the payload fragments, whose header room lets
+ * lws frame them, so no client gets a copy. */
+#include "http.h"
+#include "../core/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const bulk_error_headers[] = {BULK_CORS_HEADERS, NULL};
+
+/* Parses the bytes=N query argument: decimal digits only, at most `max`. Returns 0 or -1. */
+static int parse_bytes_arg(struct lws *wsi, uint64_t max, uint64_t *out)
+{
+    char arg[48];
+    char *end;
+    unsigned long long parsed;
+    const char *value = lws_get_urlarg_by_name(wsi, "bytes=", arg, (int)sizeof(arg));
+
+    if (value == NULL || value[0] < '0' || value[0] > '9')
+        return -1;
+    errno = 0;
+    parsed = strtoull(value, &end, 10);
+    if (errno != 0 || *end != '\0' || parsed > max)
+        return -1;
+    *out = parsed;
+    return 0;
+}
+
+int bulk_down_start(struct lws *wsi, struct http_session *s)
+{
+    static const char *const headers[] = {BULK_CORS_HEADERS, NULL};
+    struct worker *w = worker_of(wsi);
+    uint64_t bytes;
+    char message[128];
+
+    if (parse_bytes_arg(wsi, w->cfg->max_download_bytes, &bytes) != 0) {
+        snprintf(message, sizeof(message),
+                 "bytes=N is required: a whole number from 0 to %llu (--max-download-bytes)\n",
+                 (unsigned long long)w->cfg->max_download_bytes);
+        return http_respond_text(wsi, s, 400, message, bulk_error_headers);
+    }
+    if (http_acquire_transfer(wsi, s) != 0)
+        return http_respond_text(wsi, s, 429, "too many transfers from this address\n",
+                                 bulk_error_headers);
+
+    s->route = HTTP_ROUTE_DOWN;
+    s->body_size = bytes;
+    s->body_sent = 0;
+    s->next_fragment = 0;
+    if (http_write_headers(wsi, s, 200, "application/octet-stream", bytes, headers) != 0)
+        return -1;
+    if (strcmp(s->method, "HEAD") == 0 || bytes == 0)
+        return http_finish(wsi, s, "");
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* Writes the next fragment of the payload, cycling through it until N bytes went out. */
+int bulk_down_writeable(struct lws *wsi, struct http_session *s)
+{
+    const struct payload *p = worker_of(wsi)->payload;
+    uint64_t rest = s->body_size - s->body_sent;
+    size_t len;
+    uint8_t *fragment = payload_fragment(p, s->next_fragment, &len);
+    int final;
+
+    if (len > rest)
+        len = (size_t)rest;
+    final = len == rest;
+    if (lws_write(wsi, fragment, len, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0)
+        return -1; /* CLOSED_HTTP logs the access line and gives back the slot */
+
+    s->body_sent += len;
+    s->next_fragment = (s->next_fragment + 1) % p->fragment_count;
+    if (!final) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    return http_finish(wsi, s, "");
+}
+
+/* Sends the interim response to "Expect: 100-continue", which lws 4.1 leaves to the application:
+ * curl waits a second for it before sending a body over 1 MiB. Only HTTP/1.1 connections need it.
+ */
+static int send_continue(struct lws *wsi)
+{
+    static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uint8_t buf[LWS_PRE + sizeof(line)];
+    char expect[32];
+
+    if (lws_get_network_wsi(wsi) != wsi ||
+        lws_hdr_copy(wsi, expect, sizeof(expect), WSI_TOKEN_HTTP_EXPECT) <= 0 ||
+        strcasecmp(expect, "100-continue") != 0)
+        return 0;
+    memcpy(buf + LWS_PRE, line, sizeof(line) - 1);
+    return lws_write(wsi, buf + LWS_PRE, sizeof(line) - 1, LWS_WRITE_HTTP) < 0 ? -1 : 0;
+}
+
+int bulk_up_start(struct lws *wsi, struct http_session *s)
+{
+    struct worker *w = worker_of(wsi);
+    long long length = http_content_length(wsi);
+    char message[128];
+
+    if (length < 0) {
+        s->close_after = 1;
+        return http_respond_text(wsi, s, 400, "invalid Content-Length\n", bulk_error_headers);
+    }
+    if ((uint64_t)length > w->cfg->max_upload_bytes) {
+        /* The body stays unread, so the connection cannot carry another request. */
+        s->close_after = 1;
+        snprintf(message, sizeof(message), "request body over %llu bytes (--max-upload-bytes)\n",
+                 (unsigned long long)w->cfg->max_upload_bytes);
+        return http_respond_text(wsi, s, 413, message, bulk_error_headers);
+    }
+    if (http_acquire_transfer(wsi, s) != 0) {
+        s->close_after = length > 0;
+        return http_respond_text(wsi, s, 429, "too many transfers from this address\n",
+                                 bulk_error_headers);
+    }
+
+    s->route = HTTP_ROUTE_UP;
+    s->body_received_bytes = 0;
+    if (length == 0)
+        return bulk_up_complete(wsi, s);
+    s->awaiting_body = 1;
+    return send_continue(wsi);
+}
+
+/* Responds with the byte count, and with the time the server spent receiving as
+ * `server-timing: app;dur=MS` so that a client can tell it from the network's time. */
+int bulk_up_complete(struct lws *wsi, struct http_session *s)
+{
+    double duration_ms = (double)(now_us() - s->start_us) / 1000.0;
+    char timing[48], body[96];
+    int len;
+
+    snprintf(timing, sizeof(timing), "app;dur=%.3f", duration_ms);
+    const char *const headers[] = {BULK_CORS_HEADERS, "server-timing:", timing, NULL};
+    len = snprintf(body, sizeof(body), "{\"bytes\":%llu,\"duration_ms\":%.3f}",
+                   (unsigned long long)s->body_received_bytes, duration_ms);
+    s->route = HTTP_ROUTE_STATIC;
+    return http_respond(wsi, s, 200, "application/json", (const uint8_t *)body, (size_t)len, NULL,
+                        headers);
+}
+
+int bulk_route(struct lws *wsi, struct http_session *s, const char *path)
+{
+    int down = strcmp(path, "/__down") == 0;
+    const char *allowed = down ? "GET, HEAD, OPTIONS" : "POST, OPTIONS";
+
+    if (strcmp(s->method, "OPTIONS") == 0) {
+        /* CORS preflight: any origin may measure against this server. */
+        const char *const headers[] = {BULK_CORS_HEADERS,
+                                       "access-control-allow-methods:",
+                                       allowed,
+                                       "access-control-allow-headers:",
+                                       "*",
+                                       "access-control-max-age:",
+                                       "86400",
+                                       NULL};
+        return http_respond(wsi, s, 204, NULL, NULL, 0, NULL, headers);
+    }
+    if (down && (strcmp(s->method, "GET") == 0 || strcmp(s->method, "HEAD") == 0))
+        return bulk_down_start(wsi, s);
+
+    const char *const headers[] = {BULK_CORS_HEADERS, "allow:", allowed, NULL};
+    return http_respond_text(wsi, s, 405, "method not allowed\n", headers);
+}
