@@ -34,6 +34,7 @@ struct worker {
     int stopping;
     int done;
     struct lws_dll2_owner ws_sessions;
+    struct lws_dll2_owner ndt7_sessions;
 };
 
 /* A TCP connection accepted by a worker, attached to its wsi as opaque user data. */
@@ -88,5 +89,31 @@ void ws_legacy_stop_all(struct worker *w);
 
 size_t http_session_size(void);
 size_t ws_legacy_session_size(void);
+
+/* The latency probe endpoint, /api/v1/latency. */
+int ws_latency_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len);
+size_t ws_latency_session_size(void);
+
+/* The default WebSocket protocol: routes upgrades without a subprotocol by path. */
+int ws_route_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len);
+size_t ws_route_session_size(void);
+/* Tells whether path is a WebSocket endpoint that takes no subprotocol. */
+int ws_route_exists(const char *path);
+
+/* The ndt7 protocol (/ndt/v7/download and /ndt/v7/upload), bound by its subprotocol name. */
+#define NDT7_SUBPROTOCOL "net.measurementlab.ndt.v7"
+/* Largest part of a received frame that lws hands over per callback. lws allocates it for
+ * every ndt7 connection, but a smaller one costs fast uploads more callbacks per byte. */
+#define NDT7_RX_BUFFER_BYTES (1024 * 1024)
+int ndt7_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len);
+size_t ndt7_session_size(void);
+/* Tells whether path (without its query string) is an ndt7 endpoint. */
+int ndt7_is_path(const char *path);
+/* Checks the ndt7 parts of an upgrade to an ndt7 path: subprotocol and query string.
+ * Returns 0 to go on, or 1 after sending a 400 and logging why. */
+int ndt7_confirm_upgrade(struct lws *wsi, const char *peer);
 
 #endif

@@ -164,11 +164,11 @@ static void report_alive(lws_sorted_usec_list_t *sul)
 static void stop_check(lws_sorted_usec_list_t *sul)
 {
     struct worker *w = lws_container_of(sul, struct worker, sul_stop);
+    int sessions = w->ws_sessions.count + w->ndt7_sessions.count;
 
-    if (w->ws_sessions.count == 0 || now_us() >= w->stop_deadline_us) {
-        if (w->ws_sessions.count > 0)
-            log_warn("server", "grace period over: closing %d WebSocket sessions",
-                     w->ws_sessions.count);
+    if (sessions == 0 || now_us() >= w->stop_deadline_us) {
+        if (sessions > 0)
+            log_warn("server", "grace period over: closing %d WebSocket sessions", sessions);
         w->done = 1;
         lws_cancel_service(w->context);
         return;
@@ -267,6 +267,8 @@ int worker_run(struct worker *w)
     struct lws_protocols protocols[] = {
         {"http", http_callback, http_session_size(), 0, 0, NULL, 0},
         {"linkspeed-legacy", ws_legacy_callback, ws_legacy_session_size(), 4096, 0, NULL,
+         w->cfg->fragment_size_bytes},
+        {NDT7_SUBPROTOCOL, ndt7_callback, ndt7_session_size(), NDT7_RX_BUFFER_BYTES, 0, NULL,
          w->cfg->fragment_size_bytes},
         {"linkspeed-accept", accept_callback, 0, 0, 0, NULL, 0},
         {NULL, NULL, 0, 0, 0, NULL, 0},
