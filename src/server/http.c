@@ -400,7 +400,7 @@ int http_confirm_upgrade(struct lws *wsi, const char *upgrade)
     char printable[256];
     copy_printable(printable, sizeof(printable), path);
     int is_ndt7 = ndt7_is_path(path);
-    if (strcmp(path, "/ws") != 0 && !is_ndt7) {
+    if (!ws_route_exists(path) && !is_ndt7) {
         log_warn("http", "%s upgrade rejected with 404: no WebSocket endpoint at %s", peer,
                  printable);
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
@@ -422,7 +422,7 @@ int http_confirm_upgrade(struct lws *wsi, const char *upgrade)
     if (is_ndt7 && ndt7_confirm_upgrade(wsi, peer) != 0)
         return 1;
     if (!is_ndt7 && lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0) {
-        log_warn("http", "%s upgrade rejected with 400: /ws takes no subprotocol", peer);
+        log_warn("http", "%s upgrade rejected with 400: %s takes no subprotocol", peer, printable);
         lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
         return 1;
     }

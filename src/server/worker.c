@@ -208,9 +208,10 @@ void worker_install_signals(void)
     sigaction(SIGCHLD, &sa, NULL);
 }
 
-static const struct lws_protocol_vhost_options legacy_default = {NULL, NULL, "default", ""};
-static const struct lws_protocol_vhost_options vhost_options = {NULL, &legacy_default,
-                                                                "linkspeed-legacy", ""};
+/* Upgrades without a subprotocol go to the path router (ws_routes.c). */
+static const struct lws_protocol_vhost_options router_default = {NULL, NULL, "default", ""};
+static const struct lws_protocol_vhost_options vhost_options = {NULL, &router_default,
+                                                                "linkspeed-ws", ""};
 
 static int create_context(struct worker *w, struct lws_protocols *protocols)
 {
@@ -266,7 +267,7 @@ int worker_run(struct worker *w)
 
     struct lws_protocols protocols[] = {
         {"http", http_callback, http_session_size(), 0, 0, NULL, 0},
-        {"linkspeed-legacy", ws_legacy_callback, ws_legacy_session_size(), 4096, 0, NULL,
+        {"linkspeed-ws", ws_route_callback, ws_route_session_size(), 4096, 0, NULL,
          w->cfg->fragment_size_bytes},
         {NDT7_SUBPROTOCOL, ndt7_callback, ndt7_session_size(), NDT7_RX_BUFFER_BYTES, 0, NULL,
          w->cfg->fragment_size_bytes},

@@ -258,8 +258,6 @@ int ws_legacy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_CLOSED:
         on_closed(wsi, s);
         return 0;
-    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return http_confirm_upgrade(wsi, in ? (const char *)in : "");
     default:
         return 0;
     }
