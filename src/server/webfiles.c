@@ -42,10 +42,13 @@ const char *web_content_type(const char *path)
     return "application/octet-stream";
 }
 
-/* Maps page routes to the file that serves them. */
+/* Maps page routes to the file that serves them: "/" is the main page, "/classic" the
+ * original WebSocket page. */
 static const char *route_to_file(const char *url_path)
 {
-    if (strcmp(url_path, "/") == 0 || strcmp(url_path, "/classic") == 0)
+    if (strcmp(url_path, "/") == 0)
+        return "/index.html";
+    if (strcmp(url_path, "/classic") == 0)
         return "/classic.html";
     return url_path;
 }

@@ -24,7 +24,7 @@ struct web_file {
     uint8_t *owned; /* non-NULL when read from --web-root; free() it */
 };
 
-/* Finds the file for a URL path ("/" and "/classic" map to the classic page). Returns 0,
+/* Finds the file for a URL path ("/" maps to index.html, "/classic" to classic.html). Returns 0,
  * -ENOENT when there is none, or another negative errno when reading --web-root failed. */
 int web_file_find(const char *web_root, const char *url_path, struct web_file *out);
 

@@ -310,8 +310,8 @@ function sendBinaryRequest(requestNumber) {
 }
 
 describe('classic page', () => {
-  test('runs at / on desktop', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-    const { page, record } = await openPage(t, server.origin, '/', {
+  test('runs at /classic on desktop', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const { page, record } = await openPage(t, server.origin, '/classic', {
       viewport: DESKTOP_VIEWPORT,
       colorScheme: 'light',
     });
@@ -354,7 +354,7 @@ describe('classic page', () => {
   });
 
   test('Start works from the keyboard', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-    const { page } = await openPage(t, server.origin, '/', { viewport: DESKTOP_VIEWPORT });
+    const { page } = await openPage(t, server.origin, '/classic', { viewport: DESKTOP_VIEWPORT });
     await watchStartButton(page);
 
     await page.keyboard.press('Tab');
@@ -377,7 +377,7 @@ describe('classic page', () => {
 
   test('rates below 10 MB/s as bad', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     // 10 MiB in at least 1.2 s is at most 8.7 MB/s.
-    const { page } = await openPage(t, server.origin, '/', { viewport: DESKTOP_VIEWPORT }, {
+    const { page } = await openPage(t, server.origin, '/classic', { viewport: DESKTOP_VIEWPORT }, {
       script: delayWebSocketMessages,
       argument: 1200,
     });
@@ -398,7 +398,7 @@ describe('classic page', () => {
   test('rates 10 to 50 MB/s as plain', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     // 10 MiB in at least 0.4 s is at most 26.2 MB/s. The rating stays plain as long as
     // a transfer without the delay takes under 0.65 s on average.
-    const { page } = await openPage(t, server.origin, '/', { viewport: DESKTOP_VIEWPORT }, {
+    const { page } = await openPage(t, server.origin, '/classic', { viewport: DESKTOP_VIEWPORT }, {
       script: delayWebSocketMessages,
       argument: 400,
     });
@@ -416,7 +416,7 @@ describe('classic page', () => {
   test('logs early close as error', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     // The 4th request goes to the server as a binary message, and the server must close
     // the connection with code 1003 (unsupported data) in response.
-    const { page } = await openPage(t, server.origin, '/', { viewport: DESKTOP_VIEWPORT }, {
+    const { page } = await openPage(t, server.origin, '/classic', { viewport: DESKTOP_VIEWPORT }, {
       script: sendBinaryRequest,
       argument: 4,
     });
@@ -438,7 +438,7 @@ describe('classic page', () => {
   test('logs refused connection as error', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const ownServer = await startServer();
     t.after(() => ownServer.stop());
-    const { page } = await openPage(t, ownServer.origin, '/', { viewport: DESKTOP_VIEWPORT });
+    const { page } = await openPage(t, ownServer.origin, '/classic', { viewport: DESKTOP_VIEWPORT });
     await ownServer.stop();
     await watchStartButton(page);
 

@@ -38,10 +38,11 @@ export function linkspeedBinary() {
 }
 
 /**
- * Starts `linkspeed serve` on a free port of 127.0.0.1 with one worker and resolves once
- * it logs the port. Rejects with the server's log if it exits or stays silent.
+ * Starts `linkspeed serve` on a free port of 127.0.0.1 with `workers` worker processes
+ * (default 1) and resolves once it logs the port. Rejects with the server's log if it
+ * exits or stays silent.
  */
-export async function startServer() {
+export async function startServer({ workers = 1 } = {}) {
   const binary = linkspeedBinary();
   if (!existsSync(binary)) {
     throw new Error(
@@ -51,7 +52,7 @@ export async function startServer() {
     );
   }
 
-  const child = spawn(binary, ['serve', '--listen', '127.0.0.1:0', '--workers', '1'], {
+  const child = spawn(binary, ['serve', '--listen', '127.0.0.1:0', '--workers', String(workers)], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const logLines = [];

@@ -39,7 +39,7 @@ function linkedAssets(html) {
   return [...assets];
 }
 
-test('page is served at / and /classic', async (t) => {
+test('pages are served at / and /classic', async (t) => {
   const server = await startServer(t, ['--workers', '1']);
 
   for (const pagePath of ['/', '/classic']) {
@@ -52,8 +52,14 @@ test('page is served at / and /classic', async (t) => {
   }
 
   const root = await httpRequest(server.port, { path: '/' });
+  const index = await httpRequest(server.port, { path: '/index.html' });
   const classic = await httpRequest(server.port, { path: '/classic' });
-  assert.deepEqual(root.body, classic.body, '/ and /classic serve the same page');
+  const classicHtml = await httpRequest(server.port, { path: '/classic.html' });
+  assert.deepEqual(root.body, index.body, '/ serves index.html');
+  assert.deepEqual(classic.body, classicHtml.body, '/classic serves classic.html');
+  assert.notDeepEqual(root.body, classic.body, '/ and /classic serve different pages');
+  assert.match(root.body.toString('utf8'), /src="\/app\.js"/, '/ loads the main page script');
+  assert.match(classic.body.toString('utf8'), /src="\/classic\.js"/, '/classic loads the classic script');
 
   await server.stopAndCheck();
 });
@@ -61,12 +67,16 @@ test('page is served at / and /classic', async (t) => {
 test('page assets have their content types', async (t) => {
   const server = await startServer(t, ['--workers', '1']);
 
-  const page = await httpRequest(server.port, { path: '/' });
-  const assets = linkedAssets(page.body.toString('utf8'));
-  assert.ok(assets.some((asset) => asset.endsWith('.js')), `page links a script: ${assets}`);
-  assert.ok(assets.some((asset) => asset.endsWith('.css')), `page links a stylesheet: ${assets}`);
+  const assets = new Set(['/classic.js', '/style.css']);
+  for (const pagePath of ['/', '/classic']) {
+    const page = await httpRequest(server.port, { path: pagePath });
+    const pageAssets = linkedAssets(page.body.toString('utf8'));
+    assert.ok(pageAssets.some((asset) => asset.endsWith('.js')), `${pagePath} links a script: ${pageAssets}`);
+    assert.ok(pageAssets.some((asset) => asset.endsWith('.css')), `${pagePath} links a stylesheet: ${pageAssets}`);
+    pageAssets.forEach((asset) => assets.add(asset));
+  }
 
-  for (const asset of new Set([...assets, '/classic.js', '/style.css'])) {
+  for (const asset of assets) {
     const response = await httpRequest(server.port, { path: asset });
     assert.equal(response.status, 200, `GET ${asset}`);
     assert.ok(response.body.length > 0, `body of ${asset}`);
@@ -92,7 +102,7 @@ test('page assets have their content types', async (t) => {
 test('If-None-Match with the ETag returns 304', async (t) => {
   const server = await startServer(t, ['--workers', '1']);
 
-  for (const assetPath of ['/', '/classic.js', '/style.css']) {
+  for (const assetPath of ['/', '/classic', '/classic.js', '/style.css']) {
     const first = await httpRequest(server.port, { path: assetPath });
     const etag = first.headers.etag;
     assert.ok(etag, `ETag of ${assetPath}`);
@@ -117,7 +127,7 @@ test('If-None-Match with the ETag returns 304', async (t) => {
 test('HEAD returns headers without a body', async (t) => {
   const server = await startServer(t, ['--workers', '1']);
 
-  for (const headPath of ['/', '/classic.js', '/healthz']) {
+  for (const headPath of ['/', '/classic', '/classic.js', '/healthz']) {
     const get = await httpRequest(server.port, { path: headPath });
     const data = await rawHttpUntilClose(server.port,
       `HEAD ${headPath} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
@@ -181,7 +191,7 @@ test('other methods return 405 with Allow', async (t) => {
   const server = await startServer(t, ['--workers', '1']);
 
   for (const method of ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
-    for (const targetPath of ['/', '/healthz', '/classic.js']) {
+    for (const targetPath of ['/', '/classic', '/healthz', '/classic.js']) {
       const body = method === 'OPTIONS' ? undefined : 'x=1';
       const headers = body ? { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': '3' } : {};
       const response = await httpRequest(server.port, { method, path: targetPath, headers, body });
@@ -258,6 +268,7 @@ test('GET /ws without upgrade returns 400', async (t) => {
 test('--web-root serves files from a directory', async (t) => {
   const webRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'linkspeed-web-'));
   t.after(() => fs.rmSync(webRoot, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(webRoot, 'index.html'), '<!doctype html><html><title>custom main</title></html>\n');
   fs.writeFileSync(path.join(webRoot, 'classic.html'), '<!doctype html><html><title>custom root</title></html>\n');
   fs.writeFileSync(path.join(webRoot, 'classic.js'), 'console.log("custom");\n');
   fs.writeFileSync(path.join(webRoot, 'style.css'), 'body { color: red; }\n');
@@ -267,8 +278,13 @@ test('--web-root serves files from a directory', async (t) => {
 
   const page = await httpRequest(server.port, { path: '/' });
   assert.equal(page.status, 200);
-  assert.match(page.body.toString('utf8'), /custom root/);
+  assert.match(page.body.toString('utf8'), /custom main/);
   assert.match(page.headers['content-type'], /^text\/html\b/);
+
+  const classic = await httpRequest(server.port, { path: '/classic' });
+  assert.equal(classic.status, 200);
+  assert.match(classic.body.toString('utf8'), /custom root/);
+  assert.match(classic.headers['content-type'], /^text\/html\b/);
 
   const script = await httpRequest(server.port, { path: '/classic.js' });
   assert.equal(script.body.toString('utf8'), 'console.log("custom");\n');

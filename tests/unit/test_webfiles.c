@@ -13,17 +13,23 @@
 
 #include "webfiles.h"
 
-static void page_routes_map_to_classic(void **state)
+static void page_routes_map_to_their_files(void **state)
 {
-    struct web_file a, b;
+    struct web_file root, index, classic, classic_html;
     (void)state;
 
-    assert_int_equal(web_file_find(NULL, "/", &a), 0);
-    assert_int_equal(web_file_find(NULL, "/classic", &b), 0);
-    assert_ptr_equal(a.data, b.data);
-    assert_string_equal(a.content_type, "text/html; charset=utf-8");
-    assert_int_equal(strlen(a.etag) > 2, 1);
-    assert_int_equal(a.etag[0], '"');
+    assert_int_equal(web_file_find(NULL, "/", &root), 0);
+    assert_int_equal(web_file_find(NULL, "/index.html", &index), 0);
+    assert_int_equal(web_file_find(NULL, "/classic", &classic), 0);
+    assert_int_equal(web_file_find(NULL, "/classic.html", &classic_html), 0);
+    assert_ptr_equal(root.data, index.data);
+    assert_ptr_equal(classic.data, classic_html.data);
+    assert_ptr_not_equal(root.data, classic.data);
+    assert_string_equal(root.content_type, "text/html; charset=utf-8");
+    assert_string_equal(classic.content_type, "text/html; charset=utf-8");
+    assert_int_equal(strlen(root.etag) > 2, 1);
+    assert_int_equal(root.etag[0], '"');
+    assert_string_not_equal(root.etag, classic.etag);
 }
 
 static void content_types_by_extension(void **state)
@@ -53,6 +59,7 @@ static void web_root_files_served(void **state)
 {
     char dir[] = "/tmp/linkspeed-webroot-XXXXXX";
     char path[128];
+    char index_path[128];
     struct web_file f;
     FILE *fp;
     (void)state;
@@ -63,15 +70,25 @@ static void web_root_files_served(void **state)
     assert_non_null(fp);
     fputs("<p>custom</p>", fp);
     fclose(fp);
+    snprintf(index_path, sizeof(index_path), "%s/index.html", dir);
+    fp = fopen(index_path, "w");
+    assert_non_null(fp);
+    fputs("<p>main</p>", fp);
+    fclose(fp);
 
-    assert_int_equal(web_file_find(dir, "/", &f), 0);
+    assert_int_equal(web_file_find(dir, "/classic", &f), 0);
     assert_int_equal(f.size, 13);
     assert_memory_equal(f.data, "<p>custom</p>", 13);
     assert_non_null(f.owned);
     free(f.owned);
+    assert_int_equal(web_file_find(dir, "/", &f), 0);
+    assert_int_equal(f.size, 11);
+    assert_memory_equal(f.data, "<p>main</p>", 11);
+    free(f.owned);
     assert_int_equal(web_file_find(dir, "/missing.js", &f), -ENOENT);
     assert_int_equal(web_file_find(dir, "/classic.html/x", &f), -ENOENT);
 
+    unlink(index_path);
     unlink(path);
     rmdir(dir);
 }
@@ -79,7 +96,7 @@ static void web_root_files_served(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(page_routes_map_to_classic),
+        cmocka_unit_test(page_routes_map_to_their_files),
         cmocka_unit_test(content_types_by_extension),
         cmocka_unit_test(unsafe_paths_not_found),
         cmocka_unit_test(web_root_files_served),
