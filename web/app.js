@@ -16,6 +16,8 @@ const LIVE_RATE_SPAN_MS = 1000;
 const UNAVAILABLE = 'unavailable';
 const SKIPPED = 'skipped';
 const NOT_PROVIDED = '—';
+// Filled from /api/v1/info when the page loads.
+let serverInfo = null;
 
 const elements = {
   phase: document.getElementById('phase'),
@@ -327,6 +329,9 @@ async function runTest() {
   const result = emptyResult();
   runController = new AbortController();
   const { signal } = runController;
+  await serverInfoLoaded;
+  result.client_ip = serverInfo?.client_ip ?? null;
+  result.server_name = serverInfo?.server_name ?? null;
 
   setButton(true);
   clearResultCells();
@@ -397,23 +402,27 @@ function onSettingsSubmit(event) {
     : 'This browser blocks localStorage: the settings apply until the page is reloaded.';
 }
 
-/** Shows the server version from /healthz in the footer; the page works without it. */
-async function showServerVersion() {
+/**
+ * Loads the server's name, version and the client address it sees from /api/v1/info, and
+ * shows the version in the footer. The page works without it.
+ */
+async function loadServerInfo() {
   try {
-    const response = await fetch('/healthz', { cache: 'no-store' });
-    const health = await response.json();
-    if (typeof health.version === 'string') {
-      elements.footer.textContent = `linkspeed ${health.version}`;
+    const response = await fetch('/api/v1/info', { cache: 'no-store' });
+    const info = await response.json();
+    serverInfo = info;
+    if (typeof info.version === 'string') {
+      elements.footer.textContent = `linkspeed ${info.version}`;
     }
   } catch {
-    // The footer keeps the plain name.
+    // The footer keeps the plain name, and the result cells show NOT_PROVIDED.
   }
 }
 
 elements.start.addEventListener('click', runTest);
 elements.settingsForm.addEventListener('submit', onSettingsSubmit);
 fillSettingsForm();
-showServerVersion();
+const serverInfoLoaded = loadServerInfo();
 if (settings.autostart) {
   runTest();
 } else {

@@ -34,6 +34,8 @@ static const struct flag flags[] = {
      "worker processes (default: number of cores)"},
     {"web-root", FLAG_STRING, FIELD(web_root), 0, 0, 0, "DIR",
      "serve the web UI from DIR instead of the embedded copy"},
+    {"name", FLAG_STRING, FIELD(name), 0, 0, 0, "NAME",
+     "server name shown on the page and in /api/v1/info (default: the host name)"},
     {"payload-size", FLAG_UINT, FIELD(payload_size_bytes), 64, 1, 1073741824.0, "BYTES",
      "size of the binary message /ws sends per request (default: 10485760)"},
     {"fragment-size", FLAG_UINT, FIELD(fragment_size_bytes), 32, 4096, 16777216, "BYTES",

@@ -26,6 +26,7 @@ struct config {
     int listen_count;
     uint32_t workers;
     const char *web_root; /* NULL serves the copy embedded at build time */
+    const char *name;     /* server name shown to clients; NULL means the host name */
     uint64_t payload_size_bytes;
     uint32_t fragment_size_bytes;
     uint32_t heartbeat_interval_ms;

@@ -241,6 +241,25 @@ static int serve_healthz(struct lws *wsi, struct http_session *s)
                         (uint8_t *)text, headers);
 }
 
+/* Returns what a page shows about the server and about the client as the server sees it. */
+static int serve_info(struct lws *wsi, struct http_session *s)
+{
+    static const char *const headers[] = {"cache-control:", "no-store", NULL};
+    struct worker *w = worker_of(wsi);
+    struct conn *c = conn_of(wsi);
+    json_t *root;
+    char *text;
+
+    root = json_pack("{s:s, s:s, s:s}", "version", LINKSPEED_VERSION, "server_name", w->server_name,
+                     "client_ip", c ? c->host : "");
+    text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (text == NULL)
+        return http_respond_text(wsi, s, 500, "internal error\n", NULL);
+    return http_respond(wsi, s, 200, "application/json", (const uint8_t *)text, strlen(text),
+                        (uint8_t *)text, headers);
+}
+
 static int serve_file(struct lws *wsi, struct http_session *s, const char *path)
 {
     struct worker *w = worker_of(wsi);
@@ -269,8 +288,8 @@ static int serve_file(struct lws *wsi, struct http_session *s, const char *path)
 
 static int is_page_path(const char *path)
 {
-    return strcmp(path, "/healthz") == 0 || strcmp(path, "/ws") == 0 || strcmp(path, "/") == 0 ||
-           strcmp(path, "/classic") == 0;
+    return strcmp(path, "/healthz") == 0 || strcmp(path, "/api/v1/info") == 0 ||
+           strcmp(path, "/ws") == 0 || strcmp(path, "/") == 0 || strcmp(path, "/classic") == 0;
 }
 
 /* Tells whether a path exists, to choose between 404 and 405 for other methods. */
@@ -300,6 +319,8 @@ static int route_request(struct lws *wsi, struct http_session *s, const char *pa
     }
     if (strcmp(path, "/healthz") == 0)
         return serve_healthz(wsi, s);
+    if (strcmp(path, "/api/v1/info") == 0)
+        return serve_info(wsi, s);
     if (strcmp(path, "/ws") == 0)
         return http_respond_text(wsi, s, 400, "/ws needs a WebSocket upgrade\n", NULL);
     return serve_file(wsi, s, path);

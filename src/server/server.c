@@ -255,6 +255,13 @@ static int serve(struct config *cfg)
 
     memset(&sv, 0, sizeof(sv));
     sv.template.cfg = cfg;
+    sv.template.server_name = cfg->name;
+    if (sv.template.server_name == NULL) {
+        static char host_name[256];
+        if (gethostname(host_name, sizeof(host_name) - 1) != 0)
+            snprintf(host_name, sizeof(host_name), "linkspeed");
+        sv.template.server_name = host_name;
+    }
     sv.template.payload = &payload;
     sv.template.server_start_us = start_us;
     sv.template.limits = limits_create(cfg->max_connections, cfg->max_transfers_per_ip);

@@ -24,6 +24,7 @@ struct worker {
     const int *listen_fds;
     int listen_count;
     uint64_t server_start_us; /* when the parent started, for uptime */
+    const char *server_name;  /* --name, or the host name */
 
     struct lws_context *context;
     struct lws_vhost *vhost;
@@ -40,6 +41,7 @@ struct worker {
 /* A TCP connection accepted by a worker, attached to its wsi as opaque user data. */
 struct conn {
     char peer[64];  /* "192.0.2.1:5000" or "[2001:db8::1]:5000" */
+    char host[48];  /* the address alone: "192.0.2.1" or "2001:db8::1" */
     uint8_t ip[16]; /* IPv4 as v4-mapped IPv6, for per-IP limits */
     int holds_ip_slot;
 };

@@ -51,6 +51,7 @@ static void describe_peer(const struct sockaddr_storage *ss, struct conn *c)
         const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
         inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
         snprintf(c->peer, sizeof(c->peer), "%s:%u", host, ntohs(sin->sin_port));
+        snprintf(c->host, sizeof(c->host), "%s", host);
         c->ip[10] = 0xff;
         c->ip[11] = 0xff;
         memcpy(c->ip + 12, &sin->sin_addr, 4);
@@ -58,6 +59,7 @@ static void describe_peer(const struct sockaddr_storage *ss, struct conn *c)
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
         inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
         snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, ntohs(sin6->sin6_port));
+        snprintf(c->host, sizeof(c->host), "%s", host);
         memcpy(c->ip, &sin6->sin6_addr, 16);
     }
 }

@@ -205,8 +205,11 @@ function assertCompletedRun(state) {
   assert.match(state.cells['result-bytes-received'], /^\d+(\.\d+)? (MB|GB)$/, 'Data received cell');
   assert.match(state.cells['result-bytes-sent'], /^\d+(\.\d+)? (MB|GB)$/, 'Data sent cell');
   assert.match(state.cells['result-streams'], /^\d down, \d up$/, 'Streams cell');
-  assert.equal(state.cells['result-client-ip'], '—', 'client IP: the server does not report it');
-  assert.equal(state.cells['result-server'], '—', 'server name: the server does not report it');
+  assert.equal(result.client_ip, '127.0.0.1', 'client IP from /api/v1/info');
+  assert.equal(state.cells['result-client-ip'], '127.0.0.1', 'Your IP address cell');
+  assert.equal(typeof result.server_name, 'string', 'server name from /api/v1/info');
+  assert.ok(result.server_name.length > 0, 'server name is not empty');
+  assert.equal(state.cells['result-server'], result.server_name, 'Server cell');
   assert.match(state.status, /^Done: download .* upload /, 'closing status line');
   assert.equal(state.button, 'Start', 'button after the run');
   assert.equal(state.chartLines, 2, 'chart lines (download and upload)');

@@ -365,3 +365,25 @@ test('pipelined requests with bodies keep the worker serving', async (t) => {
 
   await server.stopAndCheck();
 });
+
+test('/api/v1/info reports server and client', async (t) => {
+  const named = await startServer(t, ['--workers', '1', '--name', 'lab-7'], { listen: ['127.0.0.1:0'] });
+  const response = await httpRequest(named.port, { path: '/api/v1/info' });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers['content-type'], 'application/json');
+  assert.equal(response.headers['cache-control'], 'no-store');
+  const info = JSON.parse(response.body.toString());
+  assert.deepEqual(Object.keys(info).sort(), ['client_ip', 'server_name', 'version']);
+  assert.equal(info.client_ip, '127.0.0.1');
+  assert.equal(info.server_name, 'lab-7');
+  assert.match(info.version, /^\d+\.\d+\.\d+$/);
+  const post = await httpRequest(named.port, { method: 'POST', path: '/api/v1/info' });
+  assert.equal(post.status, 405);
+  await named.stopAndCheck();
+
+  // Without --name the server reports its host name.
+  const unnamed = await startServer(t, ['--workers', '1']);
+  const defaultInfo = JSON.parse((await httpRequest(unnamed.port, { path: '/api/v1/info' })).body.toString());
+  assert.equal(defaultInfo.server_name, os.hostname());
+  await unnamed.stopAndCheck();
+});

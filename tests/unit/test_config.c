@@ -34,6 +34,7 @@ static void defaults_match_documentation(void **state)
     assert_int_equal(cfg.max_download_bytes, 1073741824);
     assert_int_equal(cfg.max_upload_bytes, 1073741824);
     assert_int_equal(cfg.log_level, LOG_INFO);
+    assert_null(cfg.name);
 }
 
 static void flags_set_values(void **state)
