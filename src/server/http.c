@@ -289,7 +289,8 @@ static int serve_file(struct lws *wsi, struct http_session *s, const char *path)
 static int is_page_path(const char *path)
 {
     return strcmp(path, "/healthz") == 0 || strcmp(path, "/api/v1/info") == 0 ||
-           strcmp(path, "/ws") == 0 || strcmp(path, "/") == 0 || strcmp(path, "/classic") == 0;
+           ws_route_exists(path) || ndt7_is_path(path) || strcmp(path, "/") == 0 ||
+           strcmp(path, "/classic") == 0;
 }
 
 /* Tells whether a path exists, to choose between 404 and 405 for other methods. */
@@ -321,8 +322,8 @@ static int route_request(struct lws *wsi, struct http_session *s, const char *pa
         return serve_healthz(wsi, s);
     if (strcmp(path, "/api/v1/info") == 0)
         return serve_info(wsi, s);
-    if (strcmp(path, "/ws") == 0)
-        return http_respond_text(wsi, s, 400, "/ws needs a WebSocket upgrade\n", NULL);
+    if (ws_route_exists(path) || ndt7_is_path(path))
+        return http_respond_text(wsi, s, 400, "this endpoint needs a WebSocket upgrade\n", NULL);
     return serve_file(wsi, s, path);
 }
 

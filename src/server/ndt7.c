@@ -225,20 +225,6 @@ static int socket_of(struct lws *wsi)
     return lws_get_socket_fd(lws_get_network_wsi(wsi));
 }
 
-/* Uses --congestion, or BBR when the kernel offers it, for this connection. */
-static void set_congestion(struct lws *wsi)
-{
-    const char *configured = worker_of(wsi)->cfg->congestion;
-    int rc = tcpinfo_set_congestion(socket_of(wsi), configured ? configured : "bbr");
-
-    if (rc != 0 && configured != NULL) {
-        static struct log_rate rate;
-        if (log_rate_allow(&rate, "ndt7"))
-            log_warn("ndt7", "%s setting --congestion %s failed: %s", conn_of(wsi)->peer,
-                     configured, strerror(-rc));
-    }
-}
-
 static lws_usec_t next_measurement_delay_us(void)
 {
     uint32_t r;
@@ -317,7 +303,6 @@ static void on_established(struct lws *wsi, struct ndt7_session *s)
     s->send_size_bytes = NDT7_FIRST_MESSAGE_BYTES;
     format_start_time(s->start_time, sizeof(s->start_time));
     format_local_address(socket_of(wsi), s->server, sizeof(s->server));
-    set_congestion(wsi);
     lws_dll2_add_tail(&s->list, &w->ndt7_sessions);
     limits_transfer_add(w->limits, w->index, 1);
 

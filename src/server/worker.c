@@ -6,6 +6,7 @@
  * one worker cannot take a whole burst) and hands each socket to lws as an HTTP connection. */
 #include "server.h"
 #include "../core/log.h"
+#include "../core/tcpinfo.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -78,6 +79,21 @@ static void reject_at_capacity(int fd)
     close(fd);
 }
 
+/* Uses --congestion, or BBR when the kernel offers it, for every connection: any of them
+ * may carry a measurement, and the algorithm must be set before data flows. */
+static void set_congestion(struct worker *w, int fd, const char *peer)
+{
+    const char *configured = w->cfg->congestion;
+    int rc = tcpinfo_set_congestion(fd, configured ? configured : "bbr");
+
+    if (rc != 0 && configured != NULL) {
+        static struct log_rate rate;
+        if (log_rate_allow(&rate, "server"))
+            log_warn("server", "%s setting --congestion %s failed: %s", peer, configured,
+                     strerror(-rc));
+    }
+}
+
 static void accept_ready(struct worker *w, int listen_fd)
 {
     for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
@@ -120,6 +136,7 @@ static void accept_ready(struct worker *w, int listen_fd)
         }
 
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        set_congestion(w, fd, c->peer);
         wsi = lws_adopt_socket_vhost(w->vhost, fd);
         if (wsi == NULL) {
             /* lws closes the descriptor when adoption fails. */

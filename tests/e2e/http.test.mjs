@@ -253,11 +253,16 @@ test('/healthz counts connections across workers', async (t) => {
   await server.stopAndCheck();
 });
 
-test('GET /ws without upgrade returns 400', async (t) => {
+test('WebSocket endpoints without upgrade return 400', async (t) => {
   const server = await startServer(t, ['--workers', '1']);
 
-  const response = await httpRequest(server.port, { path: '/ws' });
-  assert.equal(response.status, 400);
+  for (const path of ['/ws', '/api/v1/latency', '/ndt/v7/download', '/ndt/v7/upload']) {
+    const response = await httpRequest(server.port, { path });
+    assert.equal(response.status, 400, `GET ${path}`);
+    assert.match(response.body.toString(), /WebSocket upgrade/, `GET ${path}: body`);
+    const post = await httpRequest(server.port, { method: 'POST', path });
+    assert.equal(post.status, 405, `POST ${path}`);
+  }
 
   const health = await httpRequest(server.port, { path: '/healthz' });
   assert.equal(health.status, 200);
