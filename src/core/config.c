@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum flag_kind { FLAG_UINT, FLAG_SECONDS_MS, FLAG_STRING, FLAG_LISTEN, FLAG_LOG_LEVEL };
+enum flag_kind { FLAG_UINT, FLAG_SECONDS_MS, FLAG_STRING, FLAG_LISTEN, FLAG_LOG_LEVEL, FLAG_BOOL };
 
 struct flag {
     const char *name; /* without the leading "--" */
@@ -36,6 +36,12 @@ static const struct flag flags[] = {
      "serve the web UI from DIR instead of the embedded copy"},
     {"name", FLAG_STRING, FIELD(name), 0, 0, 0, "NAME",
      "server name shown on the page and in /api/v1/info (default: the host name)"},
+    {"tls-cert", FLAG_STRING, FIELD(tls_cert), 0, 0, 0, "FILE",
+     "PEM certificate chain; with --tls-key, serve HTTPS and WSS on every --listen address"},
+    {"tls-key", FLAG_STRING, FIELD(tls_key), 0, 0, 0, "FILE", "PEM private key of --tls-cert"},
+    {"http2", FLAG_BOOL, FIELD(http2), 0, 0, 0, "",
+     "offer HTTP/2 over TLS; without it ALPN offers only HTTP/1.1, so each measurement "
+     "stream has its own TCP connection (the variable takes true or false)"},
     {"payload-size", FLAG_UINT, FIELD(payload_size_bytes), 64, 1, 1073741824.0, "BYTES",
      "size of the binary message /ws sends per request (default: 10485760)"},
     {"fragment-size", FLAG_UINT, FIELD(fragment_size_bytes), 32, 4096, 16777216, "BYTES",
@@ -267,6 +273,18 @@ static int apply_flag(const struct flag *flag, const char *value, struct config 
         return -1;
     case FLAG_LISTEN:
         return parse_listen_list(value, cfg, message, size);
+    case FLAG_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || strcmp(value, "yes") == 0) {
+            *(int *)((char *)cfg + flag->offset) = 1;
+            return 0;
+        }
+        if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 || strcmp(value, "no") == 0) {
+            *(int *)((char *)cfg + flag->offset) = 0;
+            return 0;
+        }
+        snprintf(message, size, "--%s%s: invalid value \"%.64s\"; expected true or false",
+                 flag->name, source, value);
+        return -1;
     }
     return -1;
 }
@@ -350,6 +368,8 @@ enum config_result config_parse_serve(struct config *cfg, int argc, char **argv,
         }
         if (equals != NULL) {
             value = equals + 1;
+        } else if (flag->kind == FLAG_BOOL) {
+            value = "true"; /* a switch: --http2 alone turns it on */
         } else if (i + 1 < argc) {
             value = argv[++i];
         } else {
@@ -382,6 +402,20 @@ enum config_result config_parse_serve(struct config *cfg, int argc, char **argv,
         }
         if (apply_flag(flag, value, cfg, "", message, message_size) != 0)
             return CONFIG_INVALID;
+    }
+
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        snprintf(message, message_size, "--tls-cert and --tls-key must be given together");
+        return CONFIG_INVALID;
+    }
+    const char *tls_files[] = {cfg->tls_cert, cfg->tls_key};
+    const char *tls_flags[] = {"--tls-cert", "--tls-key"};
+    for (int i = 0; i < 2; i++) {
+        if (tls_files[i] != NULL && access(tls_files[i], R_OK) != 0) {
+            snprintf(message, message_size, "%s: cannot read \"%.200s\": %s", tls_flags[i],
+                     tls_files[i], strerror(errno));
+            return CONFIG_INVALID;
+        }
     }
 
     struct stat st;

@@ -27,6 +27,9 @@ struct config {
     uint32_t workers;
     const char *web_root; /* NULL serves the copy embedded at build time */
     const char *name;     /* server name shown to clients; NULL means the host name */
+    const char *tls_cert; /* PEM certificate chain; with tls_key, serve HTTPS and WSS */
+    const char *tls_key;
+    int http2; /* offer HTTP/2 by ALPN over TLS; otherwise HTTP/1.1 only */
     uint64_t payload_size_bytes;
     uint32_t fragment_size_bytes;
     uint32_t heartbeat_interval_ms;

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <strings.h>
 
+/* Largest HTTP/2 DATA frame a peer must accept (SETTINGS_MAX_FRAME_SIZE default). */
+#define H2_CHUNK_BYTES 16384
+
 static const char *const bulk_error_headers[] = {BULK_CORS_HEADERS, NULL};
 
 /* Parses the bytes=N query argument: decimal digits only, at most `max`. Returns 0 or -1. */
@@ -56,6 +59,7 @@ int bulk_down_start(struct lws *wsi, struct http_session *s)
     s->body_size = bytes;
     s->body_sent = 0;
     s->next_fragment = 0;
+    s->fragment_offset = 0;
     if (http_write_headers(wsi, s, 200, "application/octet-stream", bytes, headers) != 0)
         return -1;
     if (strcmp(s->method, "HEAD") == 0 || bytes == 0)
@@ -64,24 +68,58 @@ int bulk_down_start(struct lws *wsi, struct http_session *s)
     return 0;
 }
 
-/* Writes the next fragment of the payload, cycling through it until N bytes went out. */
+/* Writes part of the next HTTP/2 DATA frame. An HTTP/2 stream may send only what the peer's
+ * flow-control window allows, in frames of at most 16 KiB, and lws writes the frame header
+ * in front of the data: so the bytes go through a bounce buffer rather than being framed in
+ * place, which would overwrite payload bytes other streams still send. */
+static int write_h2_chunk(struct lws *wsi, struct http_session *s, const uint8_t *data, size_t len,
+                          size_t *written)
+{
+    static uint8_t buf[LWS_PRE + H2_CHUNK_BYTES];
+    lws_fileofs_t allowance = lws_get_peer_write_allowance(wsi);
+    uint64_t rest = s->body_size - s->body_sent;
+
+    if (allowance == 0) {
+        *written = 0;
+        return 0; /* lws calls back when the peer's window opens */
+    }
+    if (len > H2_CHUNK_BYTES)
+        len = H2_CHUNK_BYTES;
+    if (allowance > 0 && (uint64_t)allowance < len)
+        len = (size_t)allowance;
+    memcpy(buf + LWS_PRE, data, len);
+    *written = len;
+    return lws_write(wsi, buf + LWS_PRE, len, len == rest ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+}
+
+/* Writes the next fragment of the payload, or over HTTP/2 the next part of it, cycling
+ * through the payload until N bytes went out. */
 int bulk_down_writeable(struct lws *wsi, struct http_session *s)
 {
     const struct payload *p = worker_of(wsi)->payload;
     uint64_t rest = s->body_size - s->body_sent;
-    size_t len;
-    uint8_t *fragment = payload_fragment(p, s->next_fragment, &len);
-    int final;
+    size_t fragment_len, len;
+    uint8_t *fragment = payload_fragment(p, s->next_fragment, &fragment_len);
 
+    len = fragment_len - s->fragment_offset;
     if (len > rest)
         len = (size_t)rest;
-    final = len == rest;
-    if (lws_write(wsi, fragment, len, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0)
+
+    if (lws_get_network_wsi(wsi) != wsi) {
+        if (write_h2_chunk(wsi, s, fragment + s->fragment_offset, len, &len) < 0)
+            return -1;
+    } else if (lws_write(wsi, fragment, len, len == rest ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
+               0) {
         return -1; /* CLOSED_HTTP logs the access line and gives back the slot */
+    }
 
     s->body_sent += len;
-    s->next_fragment = (s->next_fragment + 1) % p->fragment_count;
-    if (!final) {
+    s->fragment_offset += len;
+    if (s->fragment_offset == fragment_len) {
+        s->next_fragment = (s->next_fragment + 1) % p->fragment_count;
+        s->fragment_offset = 0;
+    }
+    if (s->body_sent < s->body_size) {
         lws_callback_on_writable(wsi);
         return 0;
     }

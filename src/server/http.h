@@ -23,7 +23,8 @@ struct http_session {
     uint8_t *owned_body;
     char route_path[256]; /* the request path, kept until a request body has been read */
     uint64_t body_received_bytes;
-    size_t next_fragment; /* /__down: next payload fragment to send */
+    size_t next_fragment;   /* /__down: next payload fragment to send */
+    size_t fragment_offset; /* /__down over HTTP/2: bytes of that fragment already sent */
     int awaiting_body;
     int holds_ip_slot;   /* a --max-transfers-per-ip slot, released when the response ends */
     int counts_transfer; /* counted in /healthz transfers until the response ends */

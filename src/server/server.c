@@ -218,6 +218,33 @@ static void stop_workers(struct supervisor *sv, const sigset_t *old_mask)
     }
 }
 
+/* Loads the certificate and key once in the parent, so that a bad pair stops the server
+ * at start with a message instead of failing in every worker. */
+static int check_tls(const struct config *cfg)
+{
+    static const struct lws_protocols protocols[] = {
+        {"http", lws_callback_http_dummy, 0, 0, 0, NULL, 0},
+        {NULL, NULL, 0, 0, 0, NULL, 0},
+    };
+    struct lws_context_creation_info info;
+    struct lws_context *context;
+
+    if (cfg->tls_cert == NULL)
+        return 0;
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = protocols;
+    worker_apply_tls(cfg, &info);
+    context = lws_create_context(&info);
+    if (context == NULL) {
+        log_error("server", "cannot load --tls-cert %s with --tls-key %s; see the lws lines above",
+                  cfg->tls_cert, cfg->tls_key);
+        return -1;
+    }
+    lws_context_destroy(context);
+    return 0;
+}
+
 static int serve(struct config *cfg)
 {
     struct supervisor sv;
@@ -246,6 +273,8 @@ static int serve(struct config *cfg)
     sigprocmask(SIG_BLOCK, &block, &old_mask);
 
     raise_fd_limit(cfg->max_connections);
+    if (check_tls(cfg) != 0)
+        return 2;
     rc = payload_create(&payload, cfg->payload_size_bytes, cfg->fragment_size_bytes, LWS_PRE);
     if (rc != 0) {
         log_error("server", "cannot create the %llu-byte payload: %s",
@@ -290,9 +319,13 @@ static int serve(struct config *cfg)
             sv.pids[i] = 0;
         }
     }
-    log_info("server", "linkspeed %s started: %u workers, payload %llu bytes in %u-byte fragments",
+    log_info("server",
+             "linkspeed %s started: %u workers, payload %llu bytes in %u-byte fragments, %s",
              LINKSPEED_VERSION, sv.count, (unsigned long long)cfg->payload_size_bytes,
-             cfg->fragment_size_bytes);
+             cfg->fragment_size_bytes,
+             cfg->tls_cert == NULL ? "plain HTTP"
+             : cfg->http2          ? "TLS with HTTP/2 and HTTP/1.1"
+                                   : "TLS with HTTP/1.1");
 
     while (!stop_signal) {
         const struct timespec tick = {.tv_sec = 1};

@@ -49,6 +49,9 @@ struct conn {
 /* Runs `linkspeed serve`; returns the process exit status. */
 int server_main(int argc, char **argv);
 
+/* Adds the --tls-cert and --tls-key settings, if any, to a context's creation info. */
+void worker_apply_tls(const struct config *cfg, struct lws_context_creation_info *info);
+
 /* Installs a worker's signal handlers; called in the child before it unblocks signals. */
 void worker_install_signals(void);
 

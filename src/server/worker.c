@@ -232,6 +232,18 @@ static const struct lws_protocol_vhost_options router_default = {NULL, NULL, "de
 static const struct lws_protocol_vhost_options vhost_options = {NULL, &router_default,
                                                                 "linkspeed-ws", ""};
 
+void worker_apply_tls(const struct config *cfg, struct lws_context_creation_info *info)
+{
+    if (cfg->tls_cert == NULL)
+        return;
+    info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info->ssl_cert_filepath = cfg->tls_cert;
+    info->ssl_private_key_filepath = cfg->tls_key;
+    /* HTTP/2 would put all of a browser's streams on one TCP connection, which hides what
+     * each stream's connection does; so it is offered only on request. */
+    info->alpn = cfg->http2 ? "h2,http/1.1" : "http/1.1";
+}
+
 static int create_context(struct worker *w, struct lws_protocols *protocols)
 {
     struct lws_context_creation_info info;
@@ -252,6 +264,8 @@ static int create_context(struct worker *w, struct lws_protocols *protocols)
     info.vhost_name = "linkspeed";
     /* lws' default of 4 KiB of headers is less than some browsers send with cookies. */
     info.max_http_header_data = 16384;
+
+    worker_apply_tls(w->cfg, &info);
 
     w->context = lws_create_context(&info);
     if (w->context == NULL)

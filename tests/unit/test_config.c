@@ -187,6 +187,31 @@ static void listen_address_forms(void **state)
     assert_int_equal(config_parse_listen("300.1.1.1:80", &la), -1);
 }
 
+static void http2_switch_and_tls_pair(void **state)
+{
+    struct config cfg;
+    char message[512];
+    char *on[] = {"--http2"};
+    char *off[] = {"--http2=false"};
+    char *bad[] = {"--http2=maybe"};
+    char *half[] = {"--tls-key", "/etc/hostname"};
+    (void)state;
+
+    assert_int_equal(parse(&cfg, message, 1, on), CONFIG_OK);
+    assert_int_equal(cfg.http2, 1);
+    assert_int_equal(parse(&cfg, message, 1, off), CONFIG_OK);
+    assert_int_equal(cfg.http2, 0);
+    assert_int_equal(parse(&cfg, message, 1, bad), CONFIG_INVALID);
+    assert_non_null(strstr(message, "expected true or false"));
+    assert_int_equal(parse(&cfg, message, 2, half), CONFIG_INVALID);
+    assert_non_null(strstr(message, "must be given together"));
+
+    setenv("LINKSPEED_HTTP2", "yes", 1);
+    assert_int_equal(parse(&cfg, message, 0, NULL), CONFIG_OK);
+    assert_int_equal(cfg.http2, 1);
+    unsetenv("LINKSPEED_HTTP2");
+}
+
 static void web_root_must_be_directory(void **state)
 {
     struct config cfg;
@@ -207,6 +232,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_match_documentation),
         cmocka_unit_test(web_root_must_be_directory),
+        cmocka_unit_test(http2_switch_and_tls_pair),
         cmocka_unit_test(flags_set_values),
         cmocka_unit_test(invalid_values_name_flag_and_range),
         cmocka_unit_test(unknown_flag_and_missing_value_rejected),
