@@ -491,7 +491,7 @@ static void on_peer_close(struct ndt7_session *s, const uint8_t *in, size_t len)
 {
     if (s->close_code != 0)
         return; /* the client answers the server's close */
-    s->close_code = len >= 2 ? (in[0] << 8 | in[1]) : 1005;
+    s->close_code = ws_close_code_of(in, len);
     s->close_note = "closed by the client";
 }
 

@@ -70,6 +70,15 @@ static inline struct conn *conn_of(struct lws *wsi)
 
 uint64_t now_us(void);
 
+/* Returns the status code of a received close frame's payload, or 1005 (no status) when
+ * the payload has none, as RFC 6455 reports it. */
+static inline int ws_close_code_of(const void *payload, size_t len)
+{
+    const uint8_t *bytes = payload;
+
+    return len >= 2 ? (bytes[0] << 8 | bytes[1]) : 1005;
+}
+
 /* A worker reports that its event loop runs this often; the parent kills one that has not
  * reported for WORKER_STALL_MS, because a worker stuck in a loop serves no one. */
 #define WORKER_ALIVE_INTERVAL_MS 1000u

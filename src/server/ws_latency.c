@@ -140,8 +140,7 @@ int ws_latency_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return on_writeable(wsi, s);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        s->close_code =
-            len >= 2 ? (((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1]) : 1005;
+        s->close_code = ws_close_code_of(in, len);
         s->close_note = "closed by the client";
         return 0;
     case LWS_CALLBACK_CLOSED:

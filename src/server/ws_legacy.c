@@ -232,7 +232,7 @@ static void on_closed(struct lws *wsi, struct ws_session *s)
 /* Records the client's close code (first two bytes of the close payload) for the log. */
 static void on_peer_close(struct ws_session *s, const uint8_t *in, size_t len)
 {
-    s->close_code = len >= 2 ? (in[0] << 8 | in[1]) : 1005;
+    s->close_code = ws_close_code_of(in, len);
     s->close_note = "closed by the client";
 }
 
