@@ -7,6 +7,8 @@
 #include "../core/log.h"
 
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -218,31 +220,33 @@ static void stop_workers(struct supervisor *sv, const sigset_t *old_mask)
     }
 }
 
-/* Loads the certificate and key once in the parent, so that a bad pair stops the server
- * at start with a message instead of failing in every worker. */
+/* Loads the certificate and key once in the parent with OpenSSL, which lws uses too, so
+ * that a bad pair stops the server at start with a message instead of failing in every
+ * worker. */
 static int check_tls(const struct config *cfg)
 {
-    static const struct lws_protocols protocols[] = {
-        {"http", lws_callback_http_dummy, 0, 0, 0, NULL, 0},
-        {NULL, NULL, 0, 0, 0, NULL, 0},
-    };
-    struct lws_context_creation_info info;
-    struct lws_context *context;
+    SSL_CTX *ctx;
+    const char *failed = NULL;
+    char detail[256] = "";
 
     if (cfg->tls_cert == NULL)
         return 0;
-    memset(&info, 0, sizeof(info));
-    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-    info.protocols = protocols;
-    worker_apply_tls(cfg, &info);
-    context = lws_create_context(&info);
-    if (context == NULL) {
-        log_error("server", "cannot load --tls-cert %s with --tls-key %s; see the lws lines above",
-                  cfg->tls_cert, cfg->tls_key);
-        return -1;
+    ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        failed = "cannot create a TLS context";
+    else if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1)
+        failed = "cannot load the certificate chain of --tls-cert";
+    else if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1)
+        failed = "cannot load the private key of --tls-key";
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        failed = "--tls-key does not match --tls-cert";
+
+    if (failed != NULL) {
+        ERR_error_string_n(ERR_get_error(), detail, sizeof(detail));
+        log_error("server", "%s (%s, %s): %s", failed, cfg->tls_cert, cfg->tls_key, detail);
     }
-    lws_context_destroy(context);
-    return 0;
+    SSL_CTX_free(ctx);
+    return failed != NULL ? -1 : 0;
 }
 
 static int serve(struct config *cfg)

@@ -112,7 +112,7 @@ test('TLS flags are checked at start', async (t) => {
   const cases = [
     [['--tls-cert', certFile], /--tls-cert and --tls-key must be given together/],
     [['--tls-cert', certFile, '--tls-key', '/nonexistent/key.pem'], /--tls-key: cannot read/],
-    [['--tls-cert', keyFile, '--tls-key', certFile], /cannot load --tls-cert/],
+    [['--tls-cert', keyFile, '--tls-key', certFile], /cannot load the certificate chain of --tls-cert/],
     [['--http2=maybe'], /--http2: invalid value "maybe"; expected true or false/],
   ];
   for (const [args, message] of cases) {
