@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 runtime_packages=(libwebsockets17 libjansson4 libcurl4 ca-certificates)
 build_packages=(build-essential cmake pkg-config libwebsockets-dev libjansson-dev
                 libcurl4-openssl-dev libssl-dev)
-test_packages=(libcmocka-dev clang clang-format chromium curl openssl)
+test_packages=(libcmocka-dev clang clang-format chromium curl openssl iproute2 iperf3)
 bench_packages=(iperf3)
 
 mode=${1:-build}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of linkspeed: installs what the tests need, checks the formatting, builds
-# with gcc and clang (warnings are errors), runs the unit tests, the black-box tests and the
-# browser test, then the unit and black-box tests again under ASan and UBSan.
+# with gcc and clang (warnings are errors), runs the unit tests, the black-box tests, the
+# browser test and the accuracy test on rate-limited links in network namespaces (which
+# skips without root), then the unit and black-box tests again under ASan and UBSan.
 #
 #   scripts/test.sh                all of the above
 #   SKIP_SANITIZERS=1 scripts/test.sh   without the sanitizer pass
@@ -32,6 +33,9 @@ LINKSPEED_BIN=build/linkspeed node --test --test-concurrency=1 tests/e2e/
 
 step "browser test"
 LINKSPEED_BIN=build/linkspeed node --test tests/browser/
+
+step "accuracy test on rate-limited links (skips unless root)"
+LINKSPEED_BIN=build/linkspeed node --test tests/netlab/
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   step "building with ASan and UBSan"
