@@ -238,3 +238,41 @@ test('bulk transfers count toward per-address limit', async (t) => {
   await sleep(50);
   await server.stopAndCheck();
 });
+
+test('/__down keeps a slow reader past the timeout', async (t) => {
+  // The download lasts several times --handshake-timeout; progress must keep it alive,
+  // while a reader that stops altogether is cut.
+  const server = await startServer(t, ['--workers', '1', '--handshake-timeout', '1']);
+  const bytes = 12 * MiB;
+
+  const received = await new Promise((resolve, reject) => {
+    const request = http.get({ host: '127.0.0.1', port: server.port, path: `/__down?bytes=${bytes}`,
+      agent: false }, (response) => {
+      let count = 0;
+      let sincePause = 0;
+      response.on('data', (chunk) => {
+        count += chunk.length;
+        sincePause += chunk.length;
+        if (sincePause >= 256 * KiB) {
+          sincePause = 0;
+          response.pause();
+          setTimeout(() => response.resume(), 60);
+        }
+      });
+      response.on('end', () => resolve(count));
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+  });
+  assert.equal(received, bytes, 'the slow reader got every byte');
+
+  const stalled = net.connect(server.port, '127.0.0.1');
+  stalled.write(`GET /__down?bytes=${512 * MiB} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  stalled.pause();
+  const started = performance.now();
+  await waitFor(async () => (await getHealth(server.port)).transfers === 0 && performance.now() - started > 500,
+    { timeoutMs: 6000, message: 'a reader that stopped to be cut' });
+  stalled.destroy();
+
+  await server.stopAndCheck();
+});
