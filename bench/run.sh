@@ -23,7 +23,20 @@ client_cpu=1
 output="$repo_root/docs/benchmarks.md"
 iperf3_bin=${IPERF3:-iperf3}
 cc_bin=${CC:-cc}
-command_line="bench/run.sh${*:+ $*}"
+# The report names the command without --output, whose path is this machine's business.
+command_line="bench/run.sh"
+skip_next=0
+for arg in "$@"; do
+    if ((skip_next)); then
+        skip_next=0
+        continue
+    fi
+    case $arg in
+    --output) skip_next=1 ;;
+    --output=*) ;;
+    *) command_line+=" $arg" ;;
+    esac
+done
 
 print_usage() {
     cat <<EOF
@@ -205,7 +218,7 @@ clock_ticks_per_second=$(getconf CLK_TCK)
 if [[ -n ${LINKSPEED_BIN:-} ]]; then
     linkspeed_bin=$LINKSPEED_BIN
     [[ -x $linkspeed_bin ]] || die "LINKSPEED_BIN=$linkspeed_bin is not an executable file"
-    build_description="LINKSPEED_BIN=$linkspeed_bin"
+    build_description="the binary given in LINKSPEED_BIN"
 else
     build_dir="$repo_root/build-bench"
     echo "Building linkspeed in $build_dir (Release)" >&2
@@ -409,7 +422,8 @@ cat >"$output" <<EOF
 
 Single-connection download throughput of linkspeed's \`/ws\` compared with
 iperf3 on the loopback interface of one machine. This page is written by
-\`bench/run.sh\`, so rerun the script instead of editing the figures.
+\`bench/run-all.sh\` (this section by \`bench/run.sh\`), so rerun the script instead of
+editing the figures.
 
 ## Latest run
 
