@@ -403,7 +403,7 @@ function onSettingsSubmit(event) {
 }
 
 /**
- * Loads the server's name, version and the client address it sees from /api/v1/info, and
+ * Loads the server's name, version and the client address it observes from /api/v1/info, and
  * shows the version in the footer. The page works without it.
  */
 async function loadServerInfo() {

@@ -19,7 +19,7 @@ int limits_conn_acquire(struct limits *l, int worker);
 void limits_conn_release(struct limits *l, int worker);
 
 /* Takes one measurement slot for the client address (16 bytes, IPv4 as v4-mapped IPv6);
- * returns 0, or -1 when that address already holds max_per_ip slots. */
+ * returns 0, or -1 when that address already has max_per_ip slots. */
 int limits_ip_acquire(struct limits *l, int worker, const uint8_t ip[16]);
 void limits_ip_release(struct limits *l, int worker, const uint8_t ip[16]);
 

@@ -113,8 +113,8 @@ int bulk_down_writeable(struct lws *wsi, struct http_session *s)
         return -1; /* CLOSED_HTTP logs the access line and gives back the slot */
     }
 
-    /* lws would end the response once its request timeout (--handshake-timeout) runs out;
-     * progress renews it, so only a client that stops reading for that long is cut. */
+    /* lws ends a response when its request timeout (--handshake-timeout) runs out. Each
+     * write renews it, so only a client that stops reading for that long is cut. */
     lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
                     (int)worker_of(wsi)->cfg->handshake_timeout_s);
     s->body_sent += len;

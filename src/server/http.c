@@ -241,7 +241,7 @@ static int serve_healthz(struct lws *wsi, struct http_session *s)
                         (uint8_t *)text, headers);
 }
 
-/* Returns what a page shows about the server and about the client as the server sees it. */
+/* Returns the server's name and version and the client's address as the server observes it. */
 static int serve_info(struct lws *wsi, struct http_session *s)
 {
     static const char *const headers[] = {"cache-control:", "no-store", NULL};

@@ -239,8 +239,8 @@ void worker_apply_tls(const struct config *cfg, struct lws_context_creation_info
     info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info->ssl_cert_filepath = cfg->tls_cert;
     info->ssl_private_key_filepath = cfg->tls_key;
-    /* HTTP/2 would put all of a browser's streams on one TCP connection, which hides what
-     * each stream's connection does; so it is offered only on request. */
+    /* HTTP/2 would put all of a browser's streams on one TCP connection and hide what each
+     * stream's connection does. So it is offered only with --http2. */
     info->alpn = cfg->http2 ? "h2,http/1.1" : "http/1.1";
 }
 

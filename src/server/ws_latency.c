@@ -4,7 +4,7 @@
  * A probe is a text or binary message of at most LATENCY_MAX_MESSAGE_BYTES; the echo has the
  * same type and payload. Echoes wait in a short queue while the socket is busy, and a full
  * queue pauses reading. A client may
- * send at most LATENCY_MAX_MESSAGES_PER_SECOND; faster probing says nothing more about the
+ * send at most LATENCY_MAX_MESSAGES_PER_SECOND; faster probing tells nothing more about the
  * link and only loads it, so it is closed with 1008. A connection without a probe for
  * --idle-timeout seconds is closed. */
 #include "server.h"
