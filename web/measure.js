@@ -1,7 +1,8 @@
 // Download and upload throughput over the bulk HTTP endpoints: GET /__down?bytes=N
 // streamed with fetch and discarded, POST /__up of a random Blob with XHR (fetch reports
 // no upload progress). Parallel streams are added while the rate still grows, the ramp-up
-// is left out, and the test stops once the rate is stable.
+// is left out, and the test stops once the rate is stable. Download counts the bytes that
+// reach the page; upload counts the bytes the server confirms, request by request.
 
 import { MAX_STREAMS } from './settings.js';
 
@@ -17,18 +18,25 @@ const TICK_MS = 100;
 
 // Each download request is for 256 MiB, and a stream sends the next request when one ends.
 const DOWNLOAD_REQUEST_BYTES = 256 * 1024 * 1024;
-// Each upload request posts 8 MiB. XHR POSTs of 8 MiB Blobs on 6 streams reached 4.7 to 5.7
-// Gbit/s in headless Chromium 156 on a 2-core VM over loopback.
-const UPLOAD_BLOB_BYTES = 8 * 1024 * 1024;
+// Upload requests are sized to last about UPLOAD_REQUEST_MS at the stream's last rate, so
+// that the server's confirmations, one per request, are fine-grained enough to compute
+// the rate of a window from them. 8 MiB XHR POSTs on 6 streams reached 4.7 to 5.7 Gbit/s
+// in headless Chromium 156 on a 2-core VM over loopback.
+const UPLOAD_REQUEST_MS = 250;
+const UPLOAD_FIRST_BYTES = 1024 * 1024;
+const UPLOAD_MIN_BYTES = 64 * 1024;
+const UPLOAD_MAX_BYTES = 8 * 1024 * 1024;
+// When a phase ends, running upload requests get this long to finish and be confirmed.
+const UPLOAD_DRAIN_MS = 2000;
 // crypto.getRandomValues fills at most 65,536 bytes per call.
 const RANDOM_FILL_BYTES = 64 * 1024;
 
 let uploadBlob = null;
 
-/** Returns one Blob of random bytes, made on first use and reused by every upload. */
+/** Returns one Blob of UPLOAD_MAX_BYTES random bytes, made on first use. Requests send slices of it. */
 function randomBlob() {
   if (uploadBlob === null) {
-    const bytes = new Uint8Array(UPLOAD_BLOB_BYTES);
+    const bytes = new Uint8Array(UPLOAD_MAX_BYTES);
     for (let offset = 0; offset < bytes.length; offset += RANDOM_FILL_BYTES) {
       crypto.getRandomValues(bytes.subarray(offset, offset + RANDOM_FILL_BYTES));
     }
@@ -38,9 +46,12 @@ function randomBlob() {
 }
 
 /** Runs download requests one after another on one stream until the signal aborts. */
-async function runDownloadStream(counter, signal) {
-  while (!signal.aborted) {
-    const response = await fetch(`/__down?bytes=${DOWNLOAD_REQUEST_BYTES}`, { cache: 'no-store', signal });
+async function runDownloadStream(counter, stopSignal, abortSignal) {
+  while (!stopSignal.aborted) {
+    const response = await fetch(`/__down?bytes=${DOWNLOAD_REQUEST_BYTES}`, {
+      cache: 'no-store',
+      signal: abortSignal,
+    });
     if (!response.ok) {
       throw new Error(`GET /__down returned HTTP ${response.status}`);
     }
@@ -56,15 +67,15 @@ async function runDownloadStream(counter, signal) {
 }
 
 /**
- * Sends one upload request with XHR, counting bytes as the browser reports progress.
- * NOTE: progress counts bytes handed to the network stack, which can run ahead of the
- * server's count by the socket buffers. The server's count arrives only per whole request
- * (counter.confirm), too coarse for a live rate with 8 MiB requests on slow links.
+ * Sends one upload request with XHR. Progress events feed the live rate; when the server
+ * answers, the request's span and the byte count it confirmed go to counter.confirm().
+ * Resolves with the number of bytes the server confirmed, or 0 if the request was aborted.
  */
-function uploadOnce(counter, signal, blob) {
+function uploadOnce(counter, abortSignal, body) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     let reportedBytes = 0;
+    let startedAt = 0;
     const onAbort = () => xhr.abort();
 
     xhr.open('POST', '/__up');
@@ -74,34 +85,65 @@ function uploadOnce(counter, signal, blob) {
       reportedBytes = event.loaded;
     };
     xhr.onload = () => {
-      signal.removeEventListener('abort', onAbort);
+      abortSignal.removeEventListener('abort', onAbort);
       if (xhr.status !== 200) {
         reject(new Error(`POST /__up returned HTTP ${xhr.status}`));
         return;
       }
-      counter.add(blob.size - reportedBytes);
-      counter.confirm(xhr.response?.bytes ?? 0);
-      resolve();
+      counter.add(body.size - reportedBytes);
+      const confirmedBytes = xhr.response?.bytes ?? 0;
+      counter.confirm({ start: startedAt, end: performance.now(), bytes: confirmedBytes });
+      resolve(confirmedBytes);
     };
     xhr.onerror = () => {
-      signal.removeEventListener('abort', onAbort);
+      abortSignal.removeEventListener('abort', onAbort);
       reject(new Error('POST /__up failed: network error'));
     };
     xhr.onabort = () => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
+      abortSignal.removeEventListener('abort', onAbort);
+      resolve(0);
     };
-    signal.addEventListener('abort', onAbort);
-    xhr.send(blob);
+    abortSignal.addEventListener('abort', onAbort);
+    startedAt = performance.now();
+    xhr.send(body);
   });
 }
 
-/** Runs upload requests one after another on one stream until the signal aborts. */
-async function runUploadStream(counter, signal) {
-  const blob = randomBlob();
-  while (!signal.aborted) {
-    await uploadOnce(counter, signal, blob);
+/** Returns the size of the next upload request of a stream whose last one moved bytes in ms. */
+export function nextUploadBytes(lastBytes, lastMs) {
+  if (!(lastBytes > 0 && lastMs > 0)) {
+    return UPLOAD_FIRST_BYTES;
   }
+  const targetBytes = Math.round((lastBytes * UPLOAD_REQUEST_MS) / lastMs);
+  return Math.min(UPLOAD_MAX_BYTES, Math.max(UPLOAD_MIN_BYTES, targetBytes));
+}
+
+/** Runs upload requests one after another on one stream until stopSignal aborts. */
+async function runUploadStream(counter, stopSignal, abortSignal) {
+  const blob = randomBlob();
+  let size = UPLOAD_FIRST_BYTES;
+  while (!stopSignal.aborted) {
+    const startedAt = performance.now();
+    const confirmedBytes = await uploadOnce(counter, abortSignal, blob.slice(0, size));
+    size = nextUploadBytes(confirmedBytes, performance.now() - startedAt);
+  }
+}
+
+/**
+ * Returns the bytes of confirmed requests ({ start, end, bytes }) that fall within
+ * [from, to], each request's bytes spread evenly over its span.
+ */
+export function bytesWithin(requests, from, to) {
+  let total = 0;
+  for (const request of requests) {
+    const overlap = Math.min(request.end, to) - Math.max(request.start, from);
+    if (overlap <= 0) {
+      continue;
+    }
+    const span = request.end - request.start;
+    total += span > 0 ? (request.bytes * overlap) / span : request.bytes;
+  }
+  return total;
 }
 
 /** Returns the rate in bit/s of bytes over milliseconds, or 0 for an empty span. */
@@ -125,26 +167,34 @@ function isStable(windowRates) {
  * { bps, bytes, streams, duration_ms, stable_window_ms, server_confirmed_bytes, error }.
  */
 export async function measureThroughput(direction, options) {
-  const runStream = direction === 'download' ? runDownloadStream : runUploadStream;
-  const controller = new AbortController();
-  const stopOnOuterAbort = () => controller.abort();
-  options.signal?.addEventListener('abort', stopOnOuterAbort);
+  const upload = direction === 'upload';
+  const runStream = upload ? runUploadStream : runDownloadStream;
+  // stopper ends the streams' loops; aborter also cuts the requests that are running.
+  const stopper = new AbortController();
+  const aborter = new AbortController();
+  const abortOnOuterAbort = () => {
+    stopper.abort();
+    aborter.abort();
+  };
+  options.signal?.addEventListener('abort', abortOnOuterAbort);
 
   const counter = {
     bytes: 0,
     confirmedBytes: 0,
+    requests: [],
     add(count) {
       this.bytes += count;
     },
-    confirm(count) {
-      this.confirmedBytes += count;
+    confirm(request) {
+      this.confirmedBytes += request.bytes;
+      this.requests.push(request);
     },
   };
   const streamErrors = [];
   const streamRuns = [];
   const startStream = () => {
-    const run = runStream(counter, controller.signal).catch((error) => {
-      if (!controller.signal.aborted) {
+    const run = runStream(counter, stopper.signal, aborter.signal).catch((error) => {
+      if (!aborter.signal.aborted) {
         streamErrors.push(error);
       }
     });
@@ -205,7 +255,7 @@ export async function measureThroughput(direction, options) {
         (stableNow && elapsedMs >= minDurationMs) ||
         elapsedMs >= maxDurationMs ||
         allStreamsFailed ||
-        controller.signal.aborted
+        stopper.signal.aborted
       ) {
         resolve();
         return;
@@ -217,8 +267,13 @@ export async function measureThroughput(direction, options) {
 
   const endedAt = performance.now();
   const endBytes = counter.bytes;
-  controller.abort();
-  options.signal?.removeEventListener('abort', stopOnOuterAbort);
+  stopper.abort();
+  if (upload) {
+    // The requests running at the end are confirmed after it: wait for them (bounded).
+    await Promise.race([Promise.all(streamRuns), new Promise((resolve) => setTimeout(resolve, UPLOAD_DRAIN_MS))]);
+  }
+  aborter.abort();
+  options.signal?.removeEventListener('abort', abortOnOuterAbort);
   await Promise.all(streamRuns);
 
   // The ramp-up never ended when the maximum duration came first: then the stable window
@@ -230,8 +285,11 @@ export async function measureThroughput(direction, options) {
     stableStart = history.find((sample) => sample.time >= startedAt + (endedAt - startedAt) / 2);
   }
   const stableWindowMs = endedAt - stableStart.time;
+  const stableBytes = upload
+    ? bytesWithin(counter.requests, stableStart.time, endedAt)
+    : endBytes - stableStart.bytes;
   return {
-    bps: bitsPerSecond(endBytes - stableStart.bytes, stableWindowMs),
+    bps: bitsPerSecond(stableBytes, stableWindowMs),
     bytes: counter.bytes,
     streams: streamRuns.length,
     duration_ms: endedAt - startedAt,
