@@ -45,6 +45,7 @@
 
 enum ndt7_close {
     NDT7_CLOSE_NORMAL = 1000,
+    NDT7_CLOSE_GOING_AWAY = 1001,
     NDT7_CLOSE_UNSUPPORTED = 1003,
     NDT7_CLOSE_ABNORMAL = 1006, /* never sent: reported when the connection just ended */
     NDT7_CLOSE_TOO_BIG = 1009,
@@ -72,7 +73,8 @@ struct ndt7_session {
     int want_measurement;
     int want_ping;
     int closing;
-    int close_code; /* what the log line reports; 0 while open */
+    int closing_code; /* the code the close frame will carry once closing */
+    int close_code;   /* what the log line reports; 0 while open */
     const char *close_note;
     char server[64];     /* local address, "192.0.2.1:8080" or "[2001:db8::1]:8080" */
     char start_time[48]; /* UTC, RFC 3339 with microseconds */
@@ -261,11 +263,12 @@ static void schedule_measurement(struct ndt7_session *s)
                      next_measurement_delay_us());
 }
 
-static void start_closing(struct ndt7_session *s, const char *note)
+static void start_closing(struct ndt7_session *s, int code, const char *note)
 {
     if (s->closing)
         return;
     s->closing = 1;
+    s->closing_code = code;
     s->close_note = note;
     s->want_measurement = 1; /* the last one, with the final counts */
     lws_sul_cancel(&s->sul_measure);
@@ -276,7 +279,7 @@ static void test_time_over(lws_sorted_usec_list_t *sul)
 {
     struct ndt7_session *s = lws_container_of(sul, struct ndt7_session, sul_end);
 
-    start_closing(s, "test complete");
+    start_closing(s, NDT7_CLOSE_NORMAL, "test complete");
 }
 
 /* Cuts a connection that is still open at the hard limit. A close frame could wait behind
@@ -365,7 +368,7 @@ static json_t *build_measurement(struct lws *wsi, struct ndt7_session *s)
         json_object_set_new(root, "BBRInfo", bbr);
     s->min_rtt_us = summary.min_rtt_us;
     if (s->early_exit_bytes > 0 && summary.bytes_acked >= s->early_exit_bytes)
-        start_closing(s, "early exit: 250 MB acknowledged");
+        start_closing(s, NDT7_CLOSE_NORMAL, "early exit: 250 MB acknowledged");
     return root;
 }
 
@@ -443,7 +446,7 @@ static int on_writeable(struct lws *wsi, struct ndt7_session *s)
     else if (s->want_ping)
         rc = send_ping(wsi, s);
     else if (s->closing && between_messages)
-        return close_with(wsi, s, NDT7_CLOSE_NORMAL, "test complete");
+        return close_with(wsi, s, s->closing_code, s->close_note);
     else if (s->test == NDT7_DOWNLOAD)
         rc = send_frame(wsi, s);
     if (rc != 0)
@@ -521,4 +524,18 @@ int ndt7_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     default:
         return 0;
     }
+}
+
+static int stop_session(struct lws_dll2 *d, void *user)
+{
+    struct ndt7_session *s = lws_container_of(d, struct ndt7_session, list);
+
+    (void)user;
+    start_closing(s, NDT7_CLOSE_GOING_AWAY, "server is stopping");
+    return 0;
+}
+
+void ndt7_stop_all(struct worker *w)
+{
+    lws_dll2_foreach_safe(&w->ndt7_sessions, NULL, stop_session);
 }

@@ -33,6 +33,7 @@ struct worker {
     lws_sorted_usec_list_t sul_alive;
     uint64_t stop_deadline_us;
     int stopping;
+    int ndt7_stopped; /* ndt7 tests were told to close at the end of the grace period */
     int done;
     struct lws_dll2_owner ws_sessions;
     struct lws_dll2_owner ndt7_sessions;
@@ -129,5 +130,7 @@ int ndt7_is_path(const char *path);
 /* Checks the ndt7 parts of an upgrade to an ndt7 path: subprotocol and query string.
  * Returns 0 to go on, or 1 after sending a 400 and logging why. */
 int ndt7_confirm_upgrade(struct lws *wsi, const char *peer);
+/* Ends every ndt7 test of this worker early: a last measurement, then close 1001. */
+void ndt7_stop_all(struct worker *w);
 
 #endif

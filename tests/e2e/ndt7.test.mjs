@@ -299,3 +299,24 @@ test('early_exit=250 ends download early', async (t) => {
   assert.ok(last.AppInfo.ElapsedTime < 9_000_000, `early exit after ${last.AppInfo.ElapsedTime} µs`);
   await server.stopAndCheck();
 });
+
+test('SIGTERM closes ndt7 with 1001 after grace', async (t) => {
+  const server = await startServer(t, ['--workers', '1', '--shutdown-grace', '1']);
+  const { recorder } = await openNdt7(server.port, DOWNLOAD);
+  await recorder.waitUntil(() => measurementsOf(recorder).length > 0, 5000, 'a first measurement');
+  const measurementsBefore = measurementsOf(recorder).length;
+  const signalledAt = performance.now();
+  server.signal('SIGTERM');
+
+  const close = await recorder.waitForClose(5000);
+  assert.equal(close.code, 1001);
+  assert.equal(close.reason, 'server is stopping');
+  const closedAfterMs = close.time - signalledAt;
+  assert.ok(closedAfterMs >= 900, `closed ${Math.round(closedAfterMs)} ms after SIGTERM, before the 1 s grace`);
+  assert.ok(closedAfterMs < 3000, `closed ${Math.round(closedAfterMs)} ms after SIGTERM`);
+  assert.ok(measurementsOf(recorder).length > measurementsBefore, 'a last measurement came before the close');
+
+  const status = await server.waitForExit(5000);
+  assert.equal(status?.code, 0, `server exit status ${JSON.stringify(status)}`);
+  await server.waitForLog(/ndt7 download ended: .*close 1001 \(server is stopping\)/);
+});
