@@ -10,13 +10,18 @@
 #include "../core/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* Largest HTTP/2 DATA frame a peer must accept (SETTINGS_MAX_FRAME_SIZE default). */
 #define H2_CHUNK_BYTES 16384
+/* Size of one read of a chunked /__up body from the socket, the same as lws' reads. */
+#define UP_READ_BYTES (1024 * 1024)
 
 static const char *const bulk_error_headers[] = {BULK_CORS_HEADERS, NULL};
 
@@ -147,10 +152,12 @@ static int send_continue(struct lws *wsi)
     return lws_write(wsi, buf + LWS_PRE, sizeof(line) - 1, LWS_WRITE_HTTP) < 0 ? -1 : 0;
 }
 
+/* Starts POST /__up. A chunked body (s->is_chunked) has no length to check up front: its
+ * decoder stops it once its chunk sizes announce more than --max-upload-bytes. */
 int bulk_up_start(struct lws *wsi, struct http_session *s)
 {
     struct worker *w = worker_of(wsi);
-    long long length = http_content_length(wsi);
+    long long length = s->is_chunked ? 0 : http_content_length(wsi);
     char message[128];
 
     if (length < 0) {
@@ -165,17 +172,102 @@ int bulk_up_start(struct lws *wsi, struct http_session *s)
         return http_respond_text(wsi, s, 413, message, bulk_error_headers);
     }
     if (http_acquire_transfer(wsi, s) != 0) {
-        s->close_after = length > 0;
+        s->close_after = s->close_after || length > 0;
         return http_respond_text(wsi, s, 429, "too many transfers from this address\n",
                                  bulk_error_headers);
     }
 
     s->route = HTTP_ROUTE_UP;
     s->body_received_bytes = 0;
-    if (length == 0)
+    if (s->is_chunked) {
+        chunked_init(&s->chunked, w->cfg->max_upload_bytes);
+    } else if (length == 0) {
+        /* TODO: an HTTP/2 body without content-length lands here too and counts as 0 bytes,
+         * because lws 4.1.6 does not report where such a body ends. */
         return bulk_up_complete(wsi, s);
+    }
     s->awaiting_body = 1;
     return send_continue(wsi);
+}
+
+/* Reading a chunked /__up body from the socket.
+ *
+ * libwebsockets 4.1.6 delivers at most 100 MiB of a body without Content-Length, framing
+ * included, and then stops reading it, so a longer chunked upload could not end. Over plain
+ * HTTP/1.1 the server therefore reads the rest of a chunked body itself. It stops lws
+ * reading the connection and watches a duplicate of the socket's descriptor. lws adopts
+ * that as a raw file descriptor, a child of the connection, and closes it along with the
+ * connection. The reader starts after the first part of the body that lws delivered, and
+ * no body byte stays behind in lws, because lws 4.1.6 passes all that one read returned to
+ * HTTP_BODY before it reads again. Over TLS only lws can read the socket, so the 100 MiB
+ * limit stays there. */
+int bulk_up_read_socket(struct lws *wsi, struct http_session *s)
+{
+    lws_sock_file_fd_type fd;
+    struct lws *reader;
+    const char *reason;
+
+    if (lws_is_ssl(wsi) || lws_get_network_wsi(wsi) != wsi)
+        return -1;
+    fd.filefd = fcntl(lws_get_socket_fd(wsi), F_DUPFD_CLOEXEC, 0);
+    if (fd.filefd < 0) {
+        reason = strerror(errno);
+        goto fail;
+    }
+    reader = lws_adopt_descriptor_vhost(lws_get_vhost(wsi), LWS_ADOPT_RAW_FILE_DESC, fd,
+                                        lws_get_protocol(wsi)->name, wsi);
+    if (reader == NULL) {
+        close(fd.filefd); /* lws closes only sockets when an adoption fails */
+        reason = "libwebsockets could not adopt it";
+        goto fail;
+    }
+
+    /* Its callbacks then receive this request's session as their user data. */
+    lws_set_wsi_user(reader, s);
+    s->body_reader = reader;
+    lws_rx_flow_control(wsi, 0);
+    return 0;
+
+fail:
+    log_warn("http", "%s duplicating the socket to read a chunked body failed: %s",
+             conn_of(wsi) ? conn_of(wsi)->peer : "?", reason);
+    return -1;
+}
+
+int bulk_up_reader_readable(struct lws *reader, struct http_session *s)
+{
+    /* One read per wake-up, as lws does for its connections, so that one upload cannot
+     * starve the others. The worker has one thread, so one buffer serves every reader. */
+    static uint8_t buf[UP_READ_BYTES];
+    struct lws *wsi = lws_get_parent(reader);
+    ssize_t n;
+
+    if (wsi == NULL || s == NULL || s->body_reader != reader)
+        return -1;
+    n = recv(lws_get_socket_fd(reader), buf, sizeof(buf), 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        /* The client closed or reset the connection before the body ended. */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return -1;
+    }
+
+    /* As lws does for a body it reads, each read renews the time the client has to send the
+     * rest (--handshake-timeout). */
+    lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
+                    (int)worker_of(wsi)->cfg->handshake_timeout_s);
+    s->body_stream_bytes += (uint64_t)n;
+    http_decode_chunked(s, buf, (size_t)n);
+    if (!s->body_ended)
+        return 0;
+
+    /* The response goes out from the connection's writeable callback, which lws 4.1.6 skips
+     * while the connection's reading is stopped. Any bytes after the body that lws then
+     * reads are dropped, and the connection closes after the response. */
+    lws_rx_flow_control(wsi, 1);
+    lws_callback_on_writable(wsi);
+    return -1;
 }
 
 /* Responds with the byte count, and with the time the server spent receiving as

@@ -16,6 +16,9 @@
 #define HTTP_CHUNK_BYTES (64 * 1024)
 /* Request bodies sent to routes that take none are read and dropped up to this size. */
 #define HTTP_DISCARD_MAX_BYTES (1024 * 1024)
+/* libwebsockets 4.1.6 takes a POST, PUT or PATCH without Content-Length to have a body of
+ * this size, framing included (rx_content_length in lib/roles/http/server/server.c). */
+#define LWS_UNSIZED_BODY_BYTES (100 * 1024 * 1024)
 
 size_t http_session_size(void)
 {
@@ -327,6 +330,185 @@ static int route_request(struct lws *wsi, struct http_session *s, const char *pa
     return serve_file(wsi, s, path);
 }
 
+/* Logs why a request was rejected, at most 10 times per second. */
+static void log_rejection(struct lws *wsi, const struct http_session *s, unsigned status,
+                          const char *reason)
+{
+    static struct log_rate rate;
+    struct conn *c = conn_of(wsi);
+
+    if (log_rate_allow(&rate, "http"))
+        log_warn("http", "%s %s %s rejected with %u: %s", c ? c->peer : "?", s->method, s->path,
+                 status, reason);
+}
+
+/* Tells whether an element of a Transfer-Encoding list, `len` bytes at `item`, is empty (1),
+ * the chunked coding (2) or another coding (0). Whitespace around it is ignored. */
+static int classify_coding(const char *item, size_t len)
+{
+    while (len > 0 && (*item == ' ' || *item == '\t')) {
+        item++;
+        len--;
+    }
+    while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+        len--;
+    if (len == 0)
+        return 1;
+    return len == 7 && strncasecmp(item, "chunked", 7) == 0 ? 2 : 0;
+}
+
+/* Returns 0 when a Transfer-Encoding list names chunked alone, or else the status that
+ * rejects it. RFC 9112 section 6.3 requires 400 when chunked is not the final coding, and
+ * chunked twice is invalid too. Other codings before it get 501, as RFC 9112 section 6.1
+ * suggests for codings a server does not implement. */
+static unsigned check_transfer_coding(const char *list, const char **reason)
+{
+    const char *comma = strrchr(list, ',');
+    const char *final = comma ? comma + 1 : list;
+    int other_coding = 0;
+
+    if (classify_coding(final, strlen(final)) != 2) {
+        *reason = "Transfer-Encoding must end in chunked";
+        return 400;
+    }
+    for (const char *item = list; item < final;) {
+        size_t len = strcspn(item, ",");
+        int kind = classify_coding(item, len);
+
+        if (kind == 2) {
+            *reason = "Transfer-Encoding names chunked more than once";
+            return 400;
+        }
+        other_coding |= kind == 0;
+        item += len + 1;
+    }
+    if (other_coding) {
+        *reason = "transfer codings other than chunked are not supported";
+        return 501;
+    }
+    return 0;
+}
+
+/* Tells whether lws 4.1.6 reads a request body for this method without Content-Length. */
+static int method_reads_body(const char *method)
+{
+    return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+           strcmp(method, "PATCH") == 0;
+}
+
+/* Starts a request with a Transfer-Encoding. libwebsockets 4.1.6 does not decode chunked
+ * bodies. It passes the raw chunked stream to HTTP_BODY, takes a POST, PUT or PATCH without
+ * Content-Length to have a body of LWS_UNSIZED_BODY_BYTES, and reports the body complete
+ * only once that many bytes arrived. So the server decodes the stream itself and responds
+ * at the end of the body. lws still counts the rest of those bytes as body and would read
+ * the next request on the connection as more of it, so a chunked request always closes
+ * its connection. */
+static int start_chunked_request(struct lws *wsi, struct http_session *s, const char *path)
+{
+    char list[128], version[16], message[128];
+    const char *reason = NULL;
+    unsigned status;
+
+    s->close_after = 1;
+    if (lws_get_network_wsi(wsi) != wsi) {
+        status = 400;
+        reason = "Transfer-Encoding is not allowed in HTTP/2";
+    } else if (lws_hdr_copy(wsi, version, sizeof(version), WSI_TOKEN_HTTP) > 0 &&
+               strcmp(version, "HTTP/1.0") == 0) {
+        /* RFC 9112 section 6.1: the framing of such a message is faulty. */
+        status = 400;
+        reason = "Transfer-Encoding is not allowed in HTTP/1.0";
+    } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+        /* RFC 9112 section 6.3 lets a server reject both together, because a proxy in front
+         * may have framed the body by the other one (request smuggling). Decoding it as
+         * chunked is no option here anyway, because lws 4.1.6 reads such a body by its
+         * Content-Length. */
+        status = 400;
+        reason = "a request may not have both Content-Length and Transfer-Encoding";
+    } else if (lws_hdr_copy(wsi, list, sizeof(list), WSI_TOKEN_HTTP_TRANSFER_ENCODING) < 0) {
+        status = 400;
+        reason = "Transfer-Encoding longer than 127 bytes";
+    } else {
+        status = check_transfer_coding(list, &reason);
+    }
+    if (status != 0) {
+        log_rejection(wsi, s, status, reason);
+        snprintf(message, sizeof(message), "%s\n", reason);
+        return http_respond_text(wsi, s, status, message, NULL);
+    }
+
+    s->is_chunked = 1;
+    if (strcmp(path, "/__up") == 0 && strcmp(s->method, "POST") == 0)
+        return bulk_up_start(wsi, s);
+    if (!method_reads_body(s->method))
+        return route_request(wsi, s, path); /* lws reads no body, and the connection closes */
+
+    /* Other routes take no body, so it is read and dropped, up to the same cap as a body
+     * with a Content-Length. */
+    chunked_init(&s->chunked, HTTP_DISCARD_MAX_BYTES);
+    snprintf(s->route_path, sizeof(s->route_path), "%s", path);
+    s->awaiting_body = 1;
+    return 0;
+}
+
+void http_decode_chunked(struct http_session *s, const uint8_t *data, size_t len)
+{
+    size_t consumed;
+    int rc = chunked_decode(&s->chunked, data, len, &consumed, NULL, NULL);
+
+    s->body_received_bytes = s->chunked.body_bytes;
+    if (rc == 0 && !chunked_is_done(&s->chunked))
+        return;
+
+    /* Bytes after the body would start a pipelined request, which the closing of the
+     * connection drops. */
+    s->body_status = rc;
+    s->body_ended = 1;
+    s->awaiting_body = 0;
+}
+
+int http_respond_chunked(struct lws *wsi, struct http_session *s)
+{
+    static const char *const cors_headers[] = {BULK_CORS_HEADERS, NULL};
+    const char *const *headers = s->route == HTTP_ROUTE_UP ? cors_headers : NULL;
+    char message[192];
+
+    s->body_ended = 0;
+    if (s->body_status == -EBADMSG) {
+        log_rejection(wsi, s, 400, chunked_error(&s->chunked));
+        snprintf(message, sizeof(message), "invalid chunked request body: %s\n",
+                 chunked_error(&s->chunked));
+        return http_respond_text(wsi, s, 400, message, headers);
+    }
+    if (s->body_status == -EFBIG && s->route == HTTP_ROUTE_UP) {
+        snprintf(message, sizeof(message), "request body over %llu bytes (--max-upload-bytes)\n",
+                 (unsigned long long)worker_of(wsi)->cfg->max_upload_bytes);
+        return http_respond_text(wsi, s, 413, message, headers);
+    }
+    if (s->body_status == -EFBIG)
+        return http_respond_text(wsi, s, 413,
+                                 "request body over 1 MiB on a route that takes none\n", headers);
+    if (s->body_status == -EPROTO) {
+        log_rejection(wsi, s, 400, "chunked body pipelined behind another request");
+        return http_respond_text(wsi, s, 400,
+                                 "a chunked request body pipelined behind another request is "
+                                 "not supported here; send the request on a new connection\n",
+                                 headers);
+    }
+    if (s->body_status != 0) {
+        /* Over TLS, for example, as bulk_up_read_socket() explains. */
+        snprintf(message, sizeof(message),
+                 "chunked request body over %d bytes with its framing, the most this server "
+                 "reads of one on this connection; send a Content-Length instead\n",
+                 LWS_UNSIZED_BODY_BYTES);
+        log_rejection(wsi, s, 413, "chunked body over the 100 MiB libwebsockets 4.1 reads");
+        return http_respond_text(wsi, s, 413, message, headers);
+    }
+    if (s->route == HTTP_ROUTE_UP)
+        return bulk_up_complete(wsi, s);
+    return route_request(wsi, s, s->route_path);
+}
+
 static int on_http(struct lws *wsi, struct http_session *s, const char *path)
 {
     memset(s, 0, sizeof(*s));
@@ -335,13 +517,8 @@ static int on_http(struct lws *wsi, struct http_session *s, const char *path)
     snprintf(s->method, sizeof(s->method), "%s", request_method(wsi));
     copy_printable(s->path, sizeof(s->path), path);
 
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-        /* TODO: libwebsockets 4.1 does not decode chunked request bodies; reading them
-         * needs our own decoder on the raw stream. Browsers send a Content-Length. */
-        s->close_after = 1;
-        return http_respond_text(
-            wsi, s, 411, "chunked request bodies are not supported; send Content-Length\n", NULL);
-    }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+        return start_chunked_request(wsi, s, path);
     if (strcmp(path, "/__up") == 0 && strcmp(s->method, "POST") == 0)
         return bulk_up_start(wsi, s);
 
@@ -369,10 +546,57 @@ static int body_is_misplaced(const struct http_session *s, const char *chunk, si
     return len <= method_len || chunk[method_len] == ' ';
 }
 
+/* Decodes a chunked body that lws 4.1.6 delivered behind the head of its request, which it
+ * does for a request pipelined behind another one. It then delivers the start of that body
+ * once more, from memory it has already freed (AddressSanitizer reports a use after free).
+ * So only this first delivery is read, past the head. A /__up body that does not end in it
+ * is read from the socket, and where that is not possible the request is rejected. */
+static int on_misplaced_chunked_body(struct lws *wsi, struct http_session *s, const uint8_t *data,
+                                     size_t len)
+{
+    const uint8_t *head_end = memmem(data, len, "\r\n\r\n", 4);
+
+    if (head_end != NULL) {
+        size_t head_bytes = (size_t)(head_end - data) + 4;
+
+        http_decode_chunked(s, data + head_bytes, len - head_bytes);
+        if (s->body_ended)
+            return http_respond_chunked(wsi, s);
+        if (s->route == HTTP_ROUTE_UP && bulk_up_read_socket(wsi, s) == 0)
+            return 0;
+    }
+    s->body_status = -EPROTO;
+    s->body_ended = 1;
+    s->awaiting_body = 0;
+    return http_respond_chunked(wsi, s);
+}
+
+/* Decodes the part of a chunked body that lws delivered. After the first part, a /__up body
+ * is read from the socket directly where that works; see bulk_up_read_socket(). */
+static int on_chunked_body(struct lws *wsi, struct http_session *s, const uint8_t *data, size_t len)
+{
+    int first = s->body_stream_bytes == 0;
+
+    /* Once the socket reader runs, whatever lws still delivers is no part of the body. */
+    if (!s->awaiting_body || s->body_reader != NULL)
+        return 0;
+    s->body_stream_bytes += len;
+    if (first && body_is_misplaced(s, (const char *)data, len))
+        return on_misplaced_chunked_body(wsi, s, data, len);
+    http_decode_chunked(s, data, len);
+    if (s->body_ended)
+        return http_respond_chunked(wsi, s);
+    if (first && s->route == HTTP_ROUTE_UP)
+        bulk_up_read_socket(wsi, s); /* when it cannot, lws goes on delivering */
+    return 0;
+}
+
 /* Counts a body chunk for /__up or drops it; a dropped body over the cap ends the
  * connection. */
 static int on_body(struct lws *wsi, struct http_session *s, const char *chunk, size_t len)
 {
+    if (s->is_chunked)
+        return on_chunked_body(wsi, s, (const uint8_t *)chunk, len);
     if (s->body_received_bytes == 0 && body_is_misplaced(s, chunk, len))
         s->close_after = 1;
     s->body_received_bytes += len;
@@ -397,6 +621,14 @@ static int on_body_complete(struct lws *wsi, struct http_session *s)
         log_warn("http", "%s closed: request body out of step with the request",
                  conn_of(wsi) ? conn_of(wsi)->peer : "?");
         return -1;
+    }
+    if (s->is_chunked) {
+        /* lws has delivered all it reads of a body without Content-Length, and the chunked
+         * body has not ended; see start_chunked_request(). */
+        s->body_status = -E2BIG;
+        s->body_ended = 1;
+        s->awaiting_body = 0;
+        return http_respond_chunked(wsi, s);
     }
     s->awaiting_body = 0;
     if (s->route == HTTP_ROUTE_UP)
@@ -483,6 +715,8 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return on_body_complete(wsi, s);
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (s->body_ended)
+            return http_respond_chunked(wsi, s);
         if (s->route == HTTP_ROUTE_DOWN)
             return bulk_down_writeable(wsi, s);
         return write_body_chunk(wsi, s);
@@ -494,6 +728,14 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             log_access(wsi, s, " (connection closed before the response ended)");
             http_release_transfer(wsi, s);
         }
+        return 0;
+    case LWS_CALLBACK_RAW_RX_FILE:
+        /* The socket reader of a chunked /__up body, whose user data is the session of its
+         * request; the listening sockets belong to another protocol. */
+        return bulk_up_reader_readable(wsi, s);
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+        if (s != NULL && s->body_reader == wsi)
+            s->body_reader = NULL;
         return 0;
     case LWS_CALLBACK_WSI_DESTROY: {
         /* Sent here for every connection whatever protocol it ended on; `user` may belong to
