@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of linkspeed: installs what the tests need, checks the formatting, builds
 # with gcc and clang (warnings are errors), runs the unit tests, the black-box tests, the
-# browser test and the accuracy test on rate-limited links in network namespaces (which
-# skips without root), then the unit and black-box tests again under ASan and UBSan.
+# browser test and the accuracy tests on rate-limited links in network namespaces (which
+# skip without root), then the unit and black-box tests again under ASan and UBSan.
 #
 #   scripts/test.sh                all of the above
 #   SKIP_SANITIZERS=1 scripts/test.sh   without the sanitizer pass
@@ -17,7 +17,8 @@ scripts/install-deps.sh test
 scripts/install-deps.sh runtime
 
 step "checking formatting"
-clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h tools/*.c tests/unit/*.c bench/*.c
+clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h tools/*.c tests/unit/*.c tests/unit/*.h \
+  bench/*.c
 
 step "building with gcc"
 scripts/build.sh build -DLINKSPEED_WERROR=ON -DCMAKE_C_COMPILER=gcc
@@ -34,8 +35,8 @@ LINKSPEED_BIN=build/linkspeed node --test --test-concurrency=1 tests/e2e/
 step "browser test"
 LINKSPEED_BIN=build/linkspeed node --test tests/browser/
 
-step "accuracy test on rate-limited links (skips unless root)"
-LINKSPEED_BIN=build/linkspeed node --test tests/netlab/
+step "accuracy tests on rate-limited links (skip unless root)"
+LINKSPEED_BIN=build/linkspeed node --test --test-concurrency=1 tests/netlab/
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   step "building with ASan and UBSan"

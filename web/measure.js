@@ -23,7 +23,7 @@ const DOWNLOAD_REQUEST_BYTES = 256 * 1024 * 1024;
 // the rate of a window from them. 8 MiB XHR POSTs on 6 streams reached 4.7 to 5.7 Gbit/s
 // in headless Chromium 156 on a 2-core VM over loopback.
 const UPLOAD_REQUEST_MS = 250;
-const UPLOAD_FIRST_BYTES = 1024 * 1024;
+const UPLOAD_FIRST_BYTES = 64 * 1024;
 const UPLOAD_MIN_BYTES = 64 * 1024;
 const UPLOAD_MAX_BYTES = 8 * 1024 * 1024;
 // When a phase ends, running upload requests get this long to finish and be confirmed.

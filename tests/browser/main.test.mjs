@@ -23,8 +23,8 @@ const SETUP_TIMEOUT_MS = 30_000;
 const AUTOSTART_WAIT_MS = 1500;
 
 // Size of the Blob that the page posts to /__up. The server confirms whole requests only.
-// The first upload request of each stream posts 1 MiB (web/measure.js).
-const UPLOAD_FIRST_BYTES = 1024 * 1024;
+// The first upload request of each stream posts 64 KiB (web/measure.js).
+const UPLOAD_FIRST_BYTES = 64 * 1024;
 const MAX_PLAUSIBLE_BPS = 1e12;
 const MAX_PLAUSIBLE_LATENCY_MS = 1000;
 

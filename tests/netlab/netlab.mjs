@@ -1,5 +1,6 @@
 // A rate-limited link between network namespaces for the accuracy tests, and the processes
-// that run in them: the linkspeed server, iperf3 and the page client (page-client.mjs).
+// that run in them: the linkspeed server, iperf3, the page client (page-client.mjs) and
+// the command-line client (`linkspeed test`).
 //
 // Topology: server namespace -- router namespace -- client namespace, two veth pairs, and
 // a tbf qdisc on each egress interface of the router. The router is needed because a tbf
@@ -37,6 +38,8 @@ const IPERF_OMIT_SECONDS = 1;
 const IPERF_TIMEOUT_MS = 30_000;
 // The page client measures idle latency and then each direction for at most 10 s.
 const PAGE_CLIENT_TIMEOUT_MS = 60_000;
+// `linkspeed test` measures idle latency and then each direction for at most --duration.
+const CLI_TIMEOUT_MS = 60_000;
 
 /** Runs a command and resolves with its stdout; rejects with its stderr when it fails or times out. */
 function run(command, args, timeoutMs = COMMAND_TIMEOUT_MS) {
@@ -197,10 +200,13 @@ export class Lab {
     return server;
   }
 
-  /** Runs iperf3 -c from the client namespace and returns the receiver's rate in bit/s. */
-  async iperfReceiverBps(direction) {
-    const args = ['-c', SERVER_ADDRESS, '-p', String(IPERF_PORT), '-t', String(IPERF_SECONDS),
-      '-O', String(IPERF_OMIT_SECONDS), '-J'];
+  /**
+   * Runs iperf3 -c from the client namespace for `seconds`, the first `omitSeconds` left
+   * out, and returns the receiver's rate in bit/s.
+   */
+  async iperfReceiverBps(direction, { seconds = IPERF_SECONDS, omitSeconds = IPERF_OMIT_SECONDS } = {}) {
+    const args = ['-c', SERVER_ADDRESS, '-p', String(IPERF_PORT), '-t', String(seconds),
+      '-O', String(omitSeconds), '-J'];
     if (direction === 'download') {
       args.push('-R');
     }
@@ -212,6 +218,16 @@ export class Lab {
   async runPageClient(directions) {
     const output = await run('ip', ['netns', 'exec', this.client, process.execPath, PAGE_CLIENT,
       `http://${SERVER_ADDRESS}:${SERVER_PORT}/`, directions.join(',')], PAGE_CLIENT_TIMEOUT_MS);
+    return JSON.parse(output);
+  }
+
+  /**
+   * Runs `linkspeed test URL --json ...args` from the client namespace and returns its JSON
+   * object; rejects with the command's stderr and stdout when it exits non-zero.
+   */
+  async runCli(args) {
+    const output = await run('ip', ['netns', 'exec', this.client, BINARY, 'test',
+      `http://${SERVER_ADDRESS}:${SERVER_PORT}`, '--json', ...args], CLI_TIMEOUT_MS);
     return JSON.parse(output);
   }
 
