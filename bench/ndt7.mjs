@@ -5,14 +5,15 @@
 //
 // Usage: node bench/ndt7.mjs --bin BUILD/linkspeed [--rounds 3] [--iperf3 iperf3]
 //        [--iperf3-length 1048576] [--cc cc] [--server-cpu 0] [--client-cpu 1] [--output FILE]
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import {
-  cpuSeconds, gbit, loadAverage, machineDescription, median, ratioText, startLinkspeed, stopProcess, utcMinute,
+  cpuSeconds, gbit, loadAverage, machineDescription, median, ratioText, runCommand, startIperf3, startLinkspeed,
+  stopProcess, utcMinute,
 } from './lib.mjs';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
@@ -50,59 +51,6 @@ const CLIENT_TIMEOUT_MS = 40_000;
 const pin = os.cpus().length >= 2 && options['server-cpu'] !== options['client-cpu'];
 const serverPrefix = pin ? ['taskset', '-c', options['server-cpu']] : [];
 const clientPrefix = pin ? ['taskset', '-c', options['client-cpu']] : [];
-
-/** Runs `command` and resolves to its stdout. Rejects on a non-zero exit, and kills it after timeoutMs. */
-function runCommand(command, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) {
-        resolve(stdout);
-      } else {
-        reject(new Error(`${command.join(' ')} exited with ${code ?? signal}:\n${stderr}${stdout.slice(0, 2000)}`));
-      }
-    });
-  });
-}
-
-/** Starts iperf3 -s on a random port of 127.0.0.1, trying others if it fails, because iperf3 has no "any free port" option. */
-async function startIperf3() {
-  for (let attempt = 0; attempt < 8; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 40000);
-    const command = [...serverPrefix, options.iperf3, '-s', '-B', '127.0.0.1', '-p', String(port), '--forceflush'];
-    const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    const listening = await new Promise((resolve) => {
-      let log = '';
-      const timer = setTimeout(() => resolve(false), 10_000);
-      child.stdout.on('data', (chunk) => {
-        log += chunk;
-        if (log.includes(`Server listening on ${port}`)) {
-          clearTimeout(timer);
-          resolve(true);
-        }
-      });
-      child.on('exit', () => {
-        clearTimeout(timer);
-        resolve(false);
-      });
-    });
-    if (listening) {
-      return { process: child, port };
-    }
-    await stopProcess(child, 2000);
-  }
-  throw new Error('iperf3 -s failed to listen on 8 random ports');
-}
 
 /** Runs one iperf3 client for DURATION_S and returns the receiver's rate and the server's CPU seconds. */
 async function runIperf3(iperf3, reverse) {
@@ -160,7 +108,7 @@ async function main() {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'linkspeed-ndt7-bench-'));
   const ndt7bench = path.join(workDir, 'ndt7bench');
   await runCommand([options.cc, '-O2', '-o', ndt7bench, path.join(benchDir, 'ndt7bench.c')], 60_000);
-  const iperf3 = await startIperf3();
+  const iperf3 = await startIperf3(options.iperf3, serverPrefix);
   const linkspeed = await startLinkspeed(options.bin, ['--listen', '127.0.0.1:0', '--workers', '1'], serverPrefix);
   const loadBefore = loadAverage();
   const rows = [];

@@ -247,8 +247,8 @@ ${roundTable}
   another on one connection, each body read with \`getReader()\` and dropped, for
   ${durationS} s; the bytes over the time from the first request to the last chunk
   counted. The page at \`/\` runs 256 MiB requests per stream the same way. One
-  request for the whole time would be simpler, but linkspeed 0.1.0 cuts a
-  \`/__down\` response after \`--handshake-timeout\` (10 s by default).
+  request for the whole time would need more than linkspeed's default
+  \`--max-download-bytes\` of 1 GiB.
 - Ceiling, upload: \`fetch\` POSTs of one 64 MiB random Blob to \`/__up\`, one after
   another for ${durationS} s; the bytes the server reports over the elapsed time.
   The page's upload counts bytes as XHR reports them sent, over its stable window,

@@ -3,7 +3,9 @@
 #
 # Each round runs iperf3 (server sends) and then bench/wsread against linkspeed
 # for the same duration. The script reports the median throughput and the median
-# server CPU seconds per GB sent, and writes docs/benchmarks.md.
+# server CPU seconds per GB sent, as a Markdown report on stdout or in --output.
+# It is a closer look at the /ws row of the suite (bench/run-all.sh), with
+# options to vary the fragment size, the requests in flight and the pinning.
 #
 # Usage: bench/run.sh [options], see --help.
 # Environment: LINKSPEED_BIN (use this binary instead of building build-bench/),
@@ -20,7 +22,7 @@ inflight=1
 pin=auto
 server_cpu=0
 client_cpu=1
-output="$repo_root/docs/benchmarks.md"
+output=
 iperf3_bin=${IPERF3:-iperf3}
 cc_bin=${CC:-cc}
 # The report names the command without --output, whose path is this machine's business.
@@ -43,7 +45,7 @@ print_usage() {
 usage: bench/run.sh [options]
 
 Runs iperf3 -R and linkspeed /ws (read by bench/wsread) in alternation on
-127.0.0.1, one TCP connection each, and writes the medians to docs/benchmarks.md.
+127.0.0.1, one TCP connection each, and prints the medians as Markdown.
 
 options:
   --duration SECONDS      length of each run (default $duration)
@@ -59,7 +61,7 @@ options:
   --server-cpu N          CPU for both servers (default $server_cpu)
   --client-cpu N          CPU for both clients (default $client_cpu)
   --no-pin                do not pin servers and clients with taskset
-  --output FILE           Markdown report to write (default docs/benchmarks.md)
+  --output FILE           write the Markdown report to FILE instead of stdout
   --help                  print this help
 
 environment:
@@ -400,10 +402,9 @@ summary_table="| | iperf3 -R | linkspeed /ws | ratio (linkspeed / iperf3) | targ
 | throughput, Gbit/s (median) | $(printf %.2f "$iperf3_gbps") | $(printf %.2f "$linkspeed_gbps") | $throughput_ratio | >= 0.95, $throughput_verdict |
 | server CPU s per GB sent (median) | $(printf %.3f "$iperf3_cpu_per_gb") | $(printf %.3f "$linkspeed_cpu_per_gb") | $cpu_ratio | <= 1.1, $cpu_verdict |"
 
-echo
-echo "$summary_table"
+echo >&2
+echo "$summary_table" >&2
 
-mkdir -p "$(dirname "$output")"
 if ((inflight == 1)); then
     inflight_note="wsread sends the next text message only after the whole previous
   message has arrived. From its last fragment until that request arrives the server
@@ -417,13 +418,15 @@ fi
 round_word=rounds
 ((rounds == 1)) && round_word=round
 
-cat >"$output" <<EOF
-# Benchmarks
+if [[ -n $output ]]; then
+    mkdir -p "$(dirname "$output")"
+    exec >"$output"
+fi
+cat <<EOF
+# linkspeed /ws against iperf3 -R, one connection
 
 Single-connection download throughput of linkspeed's \`/ws\` compared with
-iperf3 on the loopback interface of one machine. This page is written by
-\`bench/run-all.sh\` (this section by \`bench/run.sh\`), so rerun the script instead of
-editing the figures.
+iperf3 on the loopback interface of one machine, written by \`bench/run.sh\`.
 
 ## Latest run
 
@@ -478,5 +481,6 @@ $round_table
 - Targets: linkspeed reaches at least 0.95 of iperf3's throughput and uses at
   most 1.1 times its server CPU per GB.
 EOF
-echo
-echo "Wrote $output" >&2
+if [[ -n $output ]]; then
+    echo "Wrote $output" >&2
+fi

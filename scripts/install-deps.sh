@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh build     compiler and libraries to build the server
 #   scripts/install-deps.sh runtime   shared libraries the binary needs to run
 #   scripts/install-deps.sh test      build + cmocka, chromium, clang, Node test tools (npm ci)
-#   scripts/install-deps.sh bench     test + iperf3
+#   scripts/install-deps.sh bench     test + iperf3 and nginx, the benchmark's reference servers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +12,7 @@ runtime_packages=(libwebsockets17 libjansson4 libcurl4 ca-certificates)
 build_packages=(build-essential cmake pkg-config libwebsockets-dev libjansson-dev
                 libcurl4-openssl-dev libssl-dev)
 test_packages=(libcmocka-dev clang clang-format chromium curl openssl iproute2 iperf3)
-bench_packages=(iperf3)
+bench_packages=(iperf3 nginx)
 
 mode=${1:-build}
 case "$mode" in

@@ -4,9 +4,8 @@
 // in seconds. The figures go to the collector URL in the "report" parameter.
 'use strict';
 
-// linkspeed's default --max-download-bytes. One request for the whole duration
-// does not work because linkspeed 0.1.0 cuts a response after --handshake-timeout
-// (10 s by default), so the reader runs 1 GiB requests one after another.
+// linkspeed's default --max-download-bytes. One request for the whole duration would
+// need more than that, so the reader runs 1 GiB requests one after another.
 const DOWNLOAD_BYTES = 2 ** 30;
 const UPLOAD_BLOB_BYTES = 64 * 2 ** 20;
 // crypto.getRandomValues fills at most 65,536 bytes per call.
