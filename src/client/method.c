@@ -228,9 +228,9 @@ uint64_t method_upload_request_bytes(uint64_t previous_bytes, double previous_ms
 
     if (previous_bytes == 0)
         return METHOD_UPLOAD_FIRST_BYTES;
-    if (previous_ms <= 0)
-        return METHOD_UPLOAD_MAX_REQUEST_BYTES;
-    bytes = (double)previous_bytes * METHOD_UPLOAD_REQUEST_MS / previous_ms;
+    bytes = (double)previous_bytes * METHOD_UPLOAD_MAX_GROWTH;
+    if (previous_ms > 0 && (double)previous_bytes * METHOD_UPLOAD_REQUEST_MS / previous_ms < bytes)
+        bytes = (double)previous_bytes * METHOD_UPLOAD_REQUEST_MS / previous_ms;
     if (bytes < METHOD_UPLOAD_MIN_REQUEST_BYTES)
         return METHOD_UPLOAD_MIN_REQUEST_BYTES;
     if (bytes > METHOD_UPLOAD_MAX_REQUEST_BYTES)

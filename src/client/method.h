@@ -27,7 +27,10 @@
 
 /* Upload requests are sized to last about METHOD_UPLOAD_REQUEST_MS at the stream's rate, so
  * that the server's per-request confirmations are fine grained enough for the window. */
-#define METHOD_UPLOAD_REQUEST_MS        250.0
+#define METHOD_UPLOAD_REQUEST_MS 250.0
+/* A request is at most this many times the stream's last one: a small request that fits in
+ * the socket buffers finishes at once and says nothing about the link's rate. */
+#define METHOD_UPLOAD_MAX_GROWTH        4.0
 #define METHOD_UPLOAD_FIRST_BYTES       (64u * 1024u)
 #define METHOD_UPLOAD_MIN_REQUEST_BYTES (64u * 1024u)
 #define METHOD_UPLOAD_MAX_REQUEST_BYTES (64u * 1024u * 1024u)
@@ -118,8 +121,9 @@ double method_attribute_bytes(const struct method_request *requests, size_t coun
                               double window_start_ms, double window_end_ms);
 
 /* Returns the size of a stream's next upload request: METHOD_UPLOAD_REQUEST_MS at the rate
- * of its previous request (previous_bytes in previous_ms), within the minimum and maximum;
- * METHOD_UPLOAD_FIRST_BYTES when there was none (previous_bytes 0). */
+ * of its previous request (previous_bytes in previous_ms), at most METHOD_UPLOAD_MAX_GROWTH
+ * times previous_bytes, within the minimum and maximum; METHOD_UPLOAD_FIRST_BYTES when there
+ * was none (previous_bytes 0). */
 uint64_t method_upload_request_bytes(uint64_t previous_bytes, double previous_ms);
 
 #endif

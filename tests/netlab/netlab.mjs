@@ -201,12 +201,12 @@ export class Lab {
   }
 
   /**
-   * Runs iperf3 -c from the client namespace for `seconds`, the first `omitSeconds` left
-   * out, and returns the receiver's rate in bit/s.
+   * Runs iperf3 -c from the client namespace with `streams` parallel streams for `seconds`,
+   * the first `omitSeconds` left out, and returns the receiver's rate in bit/s.
    */
-  async iperfReceiverBps(direction, { seconds = IPERF_SECONDS, omitSeconds = IPERF_OMIT_SECONDS } = {}) {
+  async iperfReceiverBps(direction, { seconds = IPERF_SECONDS, omitSeconds = IPERF_OMIT_SECONDS, streams = 1 } = {}) {
     const args = ['-c', SERVER_ADDRESS, '-p', String(IPERF_PORT), '-t', String(seconds),
-      '-O', String(omitSeconds), '-J'];
+      '-O', String(omitSeconds), '-P', String(streams), '-J'];
     if (direction === 'download') {
       args.push('-R');
     }

@@ -305,7 +305,10 @@ static void test_upload_request_sizing(void **state)
     assert_int_equal(method_upload_request_bytes(100000, 1000), 64 * 1024);
     /* 1 GB in 1 s would be 250 MB: capped at 64 MiB. */
     assert_int_equal(method_upload_request_bytes(1000000000, 1000), 64 * 1024 * 1024);
-    assert_int_equal(method_upload_request_bytes(1000, 0), 64 * 1024 * 1024);
+    /* 64 KiB that the socket buffers took at once: at most four times as much next. */
+    assert_int_equal(method_upload_request_bytes(64 * 1024, 0.4), 256 * 1024);
+    assert_int_equal(method_upload_request_bytes(64 * 1024, 0), 256 * 1024);
+    assert_int_equal(method_upload_request_bytes(32 * 1024 * 1024, 1), 64 * 1024 * 1024);
 }
 
 int main(void)
