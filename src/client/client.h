@@ -12,6 +12,7 @@
 #define LINKSPEED_CLIENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum {
@@ -37,8 +38,13 @@ struct client_error {
     int status;
 };
 
-/* Fills err->message from a printf format; returns -EIO so callers can `return
- * client_fail(...)`. */
+/* Replaces each control character of the string text (a buffer of size bytes, at most
+ * CLIENT_ERROR_MAX) with \xNN, so that text from a server cannot steer a terminal or split
+ * a CSV line; what no longer fits is cut. */
+void client_escape_controls(char *text, size_t size);
+
+/* Fills err->message from a printf format, control characters escaped; returns -EIO so
+ * callers can `return client_fail(...)`. */
 int client_fail(struct client_error *err, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -88,6 +94,8 @@ struct throughput_result {
     double duration_ms;      /* whole phase */
     double stable_window_ms; /* the part the rate is computed over */
     struct tcp_summary tcp;  /* the client's sockets */
+    unsigned failed_streams; /* streams that failed while the others went on */
+    char stream_error[512];  /* the first of their errors, "" when none failed */
 };
 
 #endif

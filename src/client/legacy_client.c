@@ -101,7 +101,7 @@ static int run_transfer(struct legacy_run *run, unsigned transfer,
             progress_ms = now_ms;
         }
         if (now_ms - progress_ms >= ws_client_timeout_ms(run->ws)) {
-            client_fail(err, "legacy: %s: timed out: no data for %.0f s in transfer %u",
+            client_fail(err, "legacy: %s: timed out: no data for %g s in transfer %u",
                         ws_client_url(run->ws), ws_client_timeout_ms(run->ws) / 1e3, transfer + 1);
             return -ETIMEDOUT;
         }
@@ -153,8 +153,13 @@ int legacy_client_run(const struct client_target *target, unsigned transfers,
         result->bps =
             result->duration_ms > 0 ? (double)run.bytes * 8 / (result->duration_ms / 1e3) : 0;
     }
-    /* A close handshake that fails changes none of the figures, so it is no error. */
-    ws_client_close(run.ws, rc == -ECANCELED ? WS_CLOSE_GOING_AWAY : WS_CLOSE_NORMAL, &close_err);
+    /* A close handshake that fails changes none of the figures, so it is no error. After a
+     * timeout the server is stalled and would not reply to a close frame in time. */
+    if (rc == -ETIMEDOUT)
+        ws_client_abort(run.ws, WS_CLOSE_GOING_AWAY);
+    else
+        ws_client_close(run.ws, rc == -ECANCELED ? WS_CLOSE_GOING_AWAY : WS_CLOSE_NORMAL,
+                        &close_err);
     ws_client_free(run.ws);
     return rc;
 }

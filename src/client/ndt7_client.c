@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,9 @@ enum {
      * waits behind at most one frame, not a whole message. */
     NDT7_UPLOAD_FRAME_BYTES = 1 << 20,
     NDT7_TEST_MS = 10000,
+    /* A connection that ends without a close frame from this time on ends the test, and
+     * earlier it fails the test (see finish_abrupt_end()). */
+    NDT7_MIN_ABRUPT_END_MS = 9000,
     /* The spec lets either side end a test still running after 13 s. */
     NDT7_MAX_TEST_MS = 13000,
     NDT7_PROGRESS_INTERVAL_MS = 100,
@@ -134,11 +138,40 @@ static bool cancelled(const volatile sig_atomic_t *cancel)
     return cancel != NULL && *cancel != 0;
 }
 
-/* Decides how a connection that broke mid-test ends. The spec recommends that clients
- * tolerate an abrupt EOF or reset once data has moved, and report it rather than fail. */
-static int tolerate_abrupt_end(struct ndt7_run *run, int rc)
+/* Decides how a test ends whose connection ended without a close frame (close 1006, an
+ * EOF or a reset). The spec recommends that clients tolerate an abrupt end, and some
+ * servers reset the connection at the end of their 10 s instead of closing it. So an end
+ * at or after NDT7_MIN_ABRUPT_END_MS from the handshake ends the test, and the caller sees
+ * it as result->close_code 1006. An earlier end fails the test. */
+static int finish_abrupt_end(struct ndt7_run *run, struct client_error *err)
 {
-    if (run->bytes > 0 && (rc == -ECONNRESET || rc == -EPIPE || rc == -EIO))
+    double elapsed_ms = ws_monotonic_ms() - ws_client_open_ms(run->ws);
+
+    if (elapsed_ms >= NDT7_MIN_ABRUPT_END_MS)
+        return 0;
+    err->status = WS_CLOSE_ABNORMAL;
+    /* Rounded down, so that an end just before 9 s does not read as 9.0 s. */
+    client_fail(err,
+                "%s: %s: the connection ended after %.1f s, before the %d s test was over "
+                "(close %d)",
+                run->phase, ws_client_url(run->ws), floor(elapsed_ms / 100) / 10,
+                NDT7_TEST_MS / 1000, WS_CLOSE_ABNORMAL);
+    return -ECONNRESET;
+}
+
+/* Returns the test's result from the value its loop stopped with: rc is 0, 1 when the
+ * connection ended, or a negative code with *err filled. A close frame from the server,
+ * with any code and at any time, ends the test. */
+static int finish_test(struct ndt7_run *run, int rc, struct client_error *err)
+{
+    int close_code = ws_client_close_code(run->ws);
+
+    if (close_code == WS_CLOSE_ABNORMAL)
+        return finish_abrupt_end(run, err);
+    if (rc == 1)
+        return 0;
+    /* A send that failed after the server's close frame arrived is the end of an upload. */
+    if (rc < 0 && close_code != 0 && run->direction == CLIENT_UPLOAD)
         return 0;
     return rc;
 }
@@ -154,10 +187,8 @@ static int run_download(struct ndt7_run *run, const volatile sig_atomic_t *cance
         int rc = ws_client_service(run->ws, NDT7_SERVICE_SLICE_MS, err);
         double now_ms = ws_monotonic_ms();
 
-        if (rc == 1)
-            return 0;
-        if (rc < 0)
-            return tolerate_abrupt_end(run, rc);
+        if (rc != 0)
+            return finish_test(run, rc, err);
         if (cancelled(cancel)) {
             client_fail(err, "%s: %s: cancelled", run->phase, ws_client_url(run->ws));
             return -ECANCELED;
@@ -169,7 +200,7 @@ static int run_download(struct ndt7_run *run, const volatile sig_atomic_t *cance
             progress_ms = now_ms;
         }
         if (now_ms - progress_ms >= ws_client_timeout_ms(run->ws)) {
-            client_fail(err, "%s: %s: timed out: no data for %.0f s", run->phase,
+            client_fail(err, "%s: %s: timed out: no data for %g s", run->phase,
                         ws_client_url(run->ws), ws_client_timeout_ms(run->ws) / 1e3);
             return -ETIMEDOUT;
         }
@@ -255,10 +286,7 @@ static int run_upload(struct ndt7_run *run, const volatile sig_atomic_t *cancel,
                     ws_client_url(run->ws));
         return -EPROTO;
     }
-    /* A send that failed after the server's close frame is the end of the test. */
-    if (rc < 0 && ws_client_close_code(run->ws) != 0)
-        return 0;
-    return rc == 1 ? 0 : tolerate_abrupt_end(run, rc);
+    return finish_test(run, rc, err);
 }
 
 /* Fills the client's TCP figures from TCP_INFO on its socket. */
@@ -346,6 +374,10 @@ int ndt7_client_run(const struct client_target *target, enum client_direction di
                              ws_client_close_reason(run.ws)[0] ? ": " : "",
                              ws_client_close_reason(run.ws));
         }
+    } else if (rc == -ETIMEDOUT) {
+        /* The server is stalled, so waiting for its close frame would only double the
+         * time the failure takes. */
+        ws_client_abort(run.ws, WS_CLOSE_GOING_AWAY);
     } else {
         struct client_error close_err;
         ws_client_close(run.ws, rc == -ECANCELED ? WS_CLOSE_GOING_AWAY : WS_CLOSE_NORMAL,

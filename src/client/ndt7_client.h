@@ -18,8 +18,8 @@ struct ndt7_result {
     double server_min_rtt_ms;     /* TCPInfo.MinRTT; 0 when absent */
     double server_rtt_ms;         /* TCPInfo.RTT; 0 when absent */
     unsigned server_measurements; /* measurement messages received */
-    /* The server's close code, or 1006 when the connection ended without a close frame
-     * after data had moved. The spec recommends that clients tolerate that end. */
+    /* The server's close code, or 1006 when the connection ended without a close frame at
+     * or after 9 s of the 10 s test, which the spec recommends that clients tolerate. */
     int close_code;
 };
 

@@ -39,6 +39,9 @@ struct probe_connection {
     uint8_t echo[PROBE_MAX_ECHO_BYTES];
     size_t echo_length;
     uint64_t echoes; /* echoes matched to a probe */
+    /* When the first probe since the last echo was sent, 0 while none is awaited. No echo
+     * for the connection's timeout from then on means the server is stalled. */
+    double waiting_since_ms;
 };
 
 struct probe_loaded {
@@ -46,6 +49,7 @@ struct probe_loaded {
     unsigned interval_ms;
     pthread_t thread;
     atomic_bool stop;
+    int thread_rc; /* why the thread stopped probing early, 0 if it did not */
 };
 
 static int series_add(struct probe_series *series, double sent_ms)
@@ -98,7 +102,10 @@ static int on_binary(void *context, const uint8_t *payload, size_t length, bool 
     for (size_t i = 0; i < PROBE_MESSAGE_BYTES; i++)
         sequence = sequence << 8 | connection->echo[i];
     struct probe_series *series = &connection->series;
-    if (sequence >= series->count || series->round_trip_ms[sequence] >= 0)
+    if (sequence >= series->count)
+        return 0;
+    connection->waiting_since_ms = 0; /* even a late echo shows the server is not stalled */
+    if (series->round_trip_ms[sequence] >= 0)
         return 0;
     double round_trip_ms = arrival_ms - series->sent_ms[sequence];
     if (round_trip_ms <= PROBE_LOSS_MS) {
@@ -137,29 +144,54 @@ static int send_probe(struct probe_connection *connection, struct client_error *
 
     for (size_t i = 0; i < PROBE_MESSAGE_BYTES; i++)
         message[i] = (uint8_t)(sequence >> (8 * (PROBE_MESSAGE_BYTES - 1 - i)));
-    rc = series_add(series, ws_monotonic_ms());
+    double now_ms = ws_monotonic_ms();
+    rc = series_add(series, now_ms);
     if (rc != 0) {
         client_fail(err, "latency: out of memory");
         return rc;
     }
+    if (connection->waiting_since_ms == 0)
+        connection->waiting_since_ms = now_ms;
     /* The time is taken before the send: the frame is small and goes out at once. */
     rc = ws_client_send_frame(connection->ws, WS_OPCODE_BINARY, message, sizeof(message), 0, NULL,
                               err);
     return rc;
 }
 
-/* Serves the connection until the echo of probe `sequence` or its loss deadline. */
+/* Returns true when no echo came back for the connection's timeout since the first probe
+ * that is still awaited. */
+static bool connection_stalled(const struct probe_connection *connection, double now_ms)
+{
+    return connection->waiting_since_ms != 0 &&
+           now_ms - connection->waiting_since_ms >= ws_client_timeout_ms(connection->ws);
+}
+
+static int stall_error(const struct probe_connection *connection, struct client_error *err)
+{
+    client_fail(err, "latency: %s: timed out: no echo for %g s", ws_client_url(connection->ws),
+                ws_client_timeout_ms(connection->ws) / 1e3);
+    return -ETIMEDOUT;
+}
+
+/* Serves the connection until the echo of probe `sequence` or its loss deadline, which
+ * leaves it lost. Fails with -ETIMEDOUT once the connection is stalled. */
 static int wait_for_echo(struct probe_connection *connection, size_t sequence,
                          struct client_error *err)
 {
     struct probe_series *series = &connection->series;
-    double deadline_ms = series->sent_ms[sequence] + PROBE_LOSS_MS;
+    double loss_ms = series->sent_ms[sequence] + PROBE_LOSS_MS;
 
     while (series->round_trip_ms[sequence] < 0) {
-        double remaining_ms = deadline_ms - ws_monotonic_ms();
-        if (remaining_ms <= 0)
+        double now_ms = ws_monotonic_ms();
+        if (connection_stalled(connection, now_ms))
+            return stall_error(connection, err);
+        if (now_ms >= loss_ms)
             return 0;
-        int rc = ws_client_service(connection->ws, (int)ceil(remaining_ms), err);
+        double deadline_ms = loss_ms;
+        if (connection->waiting_since_ms != 0)
+            deadline_ms = fmin(deadline_ms,
+                               connection->waiting_since_ms + ws_client_timeout_ms(connection->ws));
+        int rc = ws_client_service(connection->ws, (int)ceil(deadline_ms - now_ms), err);
         if (rc != 0)
             return connection_error(connection, rc, err);
     }
@@ -200,9 +232,11 @@ static int open_warm(const struct client_target *target, struct probe_connection
     rc = send_probe(connection, err);
     if (rc == 0)
         rc = wait_for_echo(connection, 0, err);
-    if (rc == 0 && connection->series.round_trip_ms[0] < 0)
-        return client_fail(err, "latency: %s: no echo of the first probe within %d ms",
-                           ws_client_url(connection->ws), PROBE_LOSS_MS);
+    if (rc == 0 && connection->series.round_trip_ms[0] < 0) {
+        client_fail(err, "latency: %s: timed out: no echo of the first probe within %d ms",
+                    ws_client_url(connection->ws), PROBE_LOSS_MS);
+        return -ETIMEDOUT;
+    }
     return rc;
 }
 
@@ -251,11 +285,15 @@ static void summarize(const struct probe_series *series, double ignore_after_ms,
     free(samples);
 }
 
-static void close_connection(struct probe_connection *connection)
+/* Closes the connection and frees it. rc is how its use ended: after a timeout the server
+ * is stalled, so the close frame goes out without waiting for the server's. */
+static void close_connection(struct probe_connection *connection, int rc)
 {
     struct client_error ignored;
 
-    if (connection->ws != NULL)
+    if (connection->ws != NULL && rc == -ETIMEDOUT)
+        ws_client_abort(connection->ws, WS_CLOSE_GOING_AWAY);
+    else if (connection->ws != NULL)
         ws_client_close(connection->ws, WS_CLOSE_NORMAL, &ignored);
     ws_client_free(connection->ws);
     connection->ws = NULL;
@@ -295,7 +333,7 @@ int probe_idle(const struct client_target *target, unsigned count, unsigned gap_
     }
     if (rc == 0)
         summarize(&connection.series, INFINITY, summary);
-    close_connection(&connection);
+    close_connection(&connection, rc);
     return rc;
 }
 
@@ -319,10 +357,14 @@ static void *loaded_thread(void *argument)
             double wait_ms = fmin(next_ms - ws_monotonic_ms(), PROBE_SERVICE_SLICE_MS);
             rc = ws_client_service(connection->ws, wait_ms > 0 ? (int)ceil(wait_ms) : 0, &err);
         }
+        if (rc == 0 && connection_stalled(connection, ws_monotonic_ms()))
+            rc = -ETIMEDOUT;
         /* TODO: struct latency_summary has no field for why probing stopped early, so the
          * caller sees only fewer samples and the unanswered probes as lost. */
-        if (rc != 0)
+        if (rc != 0) {
+            probes->thread_rc = rc;
             break;
+        }
     }
     return NULL;
 }
@@ -357,7 +399,7 @@ int probe_loaded_start(const struct client_target *target, unsigned interval_ms,
         client_fail(err, "latency: cannot start the probe thread: %s", strerror(-rc));
 out:
     if (rc != 0) {
-        close_connection(&probes->connection);
+        close_connection(&probes->connection, rc);
         free(probes);
     } else {
         *out = probes;
@@ -377,6 +419,13 @@ void probe_loaded_stop(struct probe_loaded *probes, struct latency_summary *summ
     /* A probe younger than the loss deadline at the stop could still come back, so it is
      * left out rather than counted as lost. */
     summarize(&probes->connection.series, stop_ms - PROBE_LOSS_MS, summary);
-    close_connection(&probes->connection);
+
+    /* A server that has not echoed for the loss deadline, for example one stalled together
+     * with the transfer, would not answer a close handshake in time either. */
+    int rc = probes->thread_rc;
+    double waiting_since_ms = probes->connection.waiting_since_ms;
+    if (rc == 0 && waiting_since_ms != 0 && ws_monotonic_ms() - waiting_since_ms >= PROBE_LOSS_MS)
+        rc = -ETIMEDOUT;
+    close_connection(&probes->connection, rc);
     free(probes);
 }

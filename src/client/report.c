@@ -328,8 +328,10 @@ void report_format_rate(char *buffer, size_t size, double bps)
         snprintf(buffer, size, "%.2f Gbit/s", bps / 1e9);
     else if (bps >= 1e7)
         snprintf(buffer, size, "%.1f Mbit/s", bps / 1e6);
-    else
+    else if (bps >= 1e4 || bps == 0)
         snprintf(buffer, size, "%.2f Mbit/s", bps / 1e6);
+    else
+        snprintf(buffer, size, "%.1f kbit/s", bps / 1e3); /* a trickle would read 0.00 Mbit/s */
 }
 
 /* Formats a byte count with decimal prefixes (1 MB = 10^6 bytes). */
@@ -347,7 +349,10 @@ static void format_bytes(char *buffer, size_t size, double bytes)
 
 static void format_ms(char *buffer, size_t size, double ms)
 {
-    snprintf(buffer, size, ms < 10 ? "%.2f ms" : "%.1f ms", ms);
+    if (ms > 0 && ms < 0.01)
+        snprintf(buffer, size, "%.0f µs", ms * 1000); /* loopback RTTs read 0.00 ms */
+    else
+        snprintf(buffer, size, ms < 10 ? "%.2f ms" : "%.1f ms", ms);
 }
 
 static const char *phase_state_text(enum phase_state state)

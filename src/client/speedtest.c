@@ -142,8 +142,8 @@ static int parse_seconds(const char *flag, const char *text, double min_s, doubl
 
     errno = 0;
     value = strtod(text, &end);
-    if (text[0] == '\0' || text[0] == ' ' || *end != '\0' || errno != 0 || !isfinite(value) ||
-        value < min_s || value > max_s)
+    if (text[0] == '\0' || strspn(text, "0123456789.") != strlen(text) || *end != '\0' ||
+        errno != 0 || !isfinite(value) || value < min_s || value > max_s)
         return usage_error(message, size,
                            "invalid value \"%s\" for %s: expected seconds from %g to %g", text,
                            flag, min_s, max_s);
@@ -428,7 +428,8 @@ static int check_combinations(const struct speedtest_options *options, bool json
     const char *method_flag = options->method == SPEEDTEST_METHOD_NDT7 ? "--ndt7" : "--legacy";
 
     if (json && csv)
-        return usage_error(message, size, "--json and --csv cannot be combined");
+        return usage_error(message, size, "--json and %s cannot be combined",
+                           options->csv_header ? "--csv-header" : "--csv");
     if (options->method != SPEEDTEST_METHOD_BULK && options->streams_set)
         return usage_error(message, size,
                            "--streams cannot be used with %s: it runs one connection per "
@@ -581,6 +582,8 @@ static void read_server_info(const char *body, struct speedtest_report *report)
         snprintf(report->server_name, sizeof(report->server_name), "%s", name);
     if (client_ip != NULL)
         snprintf(report->client_ip, sizeof(report->client_ip), "%s", client_ip);
+    client_escape_controls(report->server_name, sizeof(report->server_name));
+    client_escape_controls(report->client_ip, sizeof(report->client_ip));
     json_decref(root);
 }
 
@@ -653,6 +656,8 @@ static const char *signal_name(int signal_number)
         return "SIGINT";
     if (signal_number == SIGTERM)
         return "SIGTERM";
+    if (signal_number == SIGHUP)
+        return "SIGHUP";
     return "a signal";
 }
 
@@ -730,7 +735,7 @@ static int measure_idle_latency(struct run_state *run)
     if (rc == -ENOENT) {
         /* The server has no latency endpoint: the figure comes from TCP_INFO once the
          * transfers ran (resolve_latency_fallback). A server at its limit (429, 503)
-         * answers the same way; the note then gives its status. */
+         * rejects the upgrade too; the note then gives its status. */
         run->latency_endpoint_missing = true;
         run->latency_endpoint_status = report->error.status;
         memset(&report->latency, 0, sizeof(report->latency));
@@ -784,8 +789,16 @@ static int run_bulk(struct run_state *run, enum client_direction direction,
         .cancel = &cancel_signal,
     };
 
-    return transfer_measure(&run->options->target, &transfer, &result->throughput,
-                            &run->report->error);
+    int rc = transfer_measure(&run->options->target, &transfer, &result->throughput,
+                              &run->report->error);
+
+    if (rc == 0 && result->throughput.failed_streams > 0)
+        report_add_note(run->report, "%u of %u %s streams failed and were left out, the first: %s",
+                        result->throughput.failed_streams,
+                        result->throughput.failed_streams + result->throughput.streams,
+                        direction == CLIENT_DOWNLOAD ? "download" : "upload",
+                        result->throughput.stream_error);
+    return rc;
 }
 
 static int run_ndt7(struct run_state *run, enum client_direction direction,
@@ -799,6 +812,9 @@ static int run_ndt7(struct run_state *run, enum client_direction direction,
     if (rc < 0)
         return rc;
     result->throughput = ndt7.throughput;
+    if (ndt7.close_code != 0 && ndt7.close_code != 1000)
+        report_add_note(run->report, "ndt7 %s ended with close %d, not 1000",
+                        direction == CLIENT_DOWNLOAD ? "download" : "upload", ndt7.close_code);
     result->has_server_bps = ndt7.has_server_measurement;
     result->server_bps = ndt7.server_bps;
     if (ndt7.has_server_measurement && ndt7.server_min_rtt_ms > 0 &&
@@ -995,8 +1011,10 @@ static bool any_phase_done(const struct speedtest_report *report)
            report->upload.state == PHASE_DONE;
 }
 
-static void write_result(const struct speedtest_options *options,
-                         const struct speedtest_report *report)
+/* Writes the result in the chosen output and returns 0. When stdout cannot take it (a full
+ * disk, a closed pipe), it says so on stderr and returns -EIO. */
+static int write_result(const struct speedtest_options *options,
+                        const struct speedtest_report *report)
 {
     switch (options->output) {
     case OUTPUT_JSON:
@@ -1014,10 +1032,15 @@ static void write_result(const struct speedtest_options *options,
         report_write_summary(stdout, report);
         break;
     }
-    fflush(stdout);
     /* In JSON mode the error is inside the object and nothing else is written. */
     if (report->error_phase != NULL && options->output != OUTPUT_JSON)
         fprintf(stderr, "linkspeed test: %s\n", report->error.message);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "linkspeed test: writing the result to stdout failed: %s\n",
+                strerror(errno));
+        return -EIO;
+    }
+    return 0;
 }
 
 static void write_usage_error(bool json, const char *message)
@@ -1029,10 +1052,10 @@ static void write_usage_error(bool json, const char *message)
     fprintf(stderr, "linkspeed test: %s\nSee linkspeed test --help.\n", message);
 }
 
-/* Cancels the run on SIGINT or SIGTERM. SA_RESETHAND restores the default action, so a
+/* Cancels the run on SIGINT, SIGTERM or SIGHUP. SA_RESETHAND restores the default action, so a
  * second signal ends a run that does not stop in time. */
 static void install_signal_handlers(struct sigaction *saved_int, struct sigaction *saved_term,
-                                    struct sigaction *saved_pipe)
+                                    struct sigaction *saved_hup, struct sigaction *saved_pipe)
 {
     struct sigaction cancel = {.sa_handler = handle_cancel_signal, .sa_flags = SA_RESETHAND};
     struct sigaction ignore = {.sa_handler = SIG_IGN};
@@ -1042,6 +1065,7 @@ static void install_signal_handlers(struct sigaction *saved_int, struct sigactio
     cancel_signal = 0;
     sigaction(SIGINT, &cancel, saved_int);
     sigaction(SIGTERM, &cancel, saved_term);
+    sigaction(SIGHUP, &cancel, saved_hup);
     /* A closed socket or stdout pipe must come back as EPIPE, not end the process. */
     sigaction(SIGPIPE, &ignore, saved_pipe);
 }
@@ -1053,6 +1077,7 @@ int speedtest_main(int argc, char **argv)
     char message[USAGE_MESSAGE_MAX];
     struct sigaction saved_int;
     struct sigaction saved_term;
+    struct sigaction saved_hup;
     struct sigaction saved_pipe;
     bool json = wants_json(argc, argv);
     int rc;
@@ -1073,13 +1098,13 @@ int speedtest_main(int argc, char **argv)
         goto out;
     }
 
-    install_signal_handlers(&saved_int, &saved_term, &saved_pipe);
+    install_signal_handlers(&saved_int, &saved_term, &saved_hup, &saved_pipe);
     run_test(&options, &report);
-    write_result(&options, &report);
+    rc = write_result(&options, &report) == 0 ? report.exit_code : EXIT_FAILED;
     sigaction(SIGINT, &saved_int, NULL);
     sigaction(SIGTERM, &saved_term, NULL);
+    sigaction(SIGHUP, &saved_hup, NULL);
     sigaction(SIGPIPE, &saved_pipe, NULL);
-    rc = report.exit_code;
 out:
     curl_global_cleanup();
     return rc;

@@ -2,7 +2,9 @@
  * libcurl's multi interface on the calling thread.
  *
  * Each stream is one easy handle that runs its requests one after another over HTTP/1.1, on
- * its own keep-alive TCP connection. Downloads run `GET /__down?bytes=N` and drop the body.
+ * its own keep-alive TCP connection. Downloads run `GET /__down?bytes=N` and drop the body,
+ * after checking that the response declares Content-Length N, so that a captive portal's page
+ * or a truncated body counts as a failed stream, not as throughput.
  * Uploads run `POST /__up` with a Content-Length body taken from one buffer of random bytes.
  * The upload result counts the bytes the server confirmed in each response, spread over each
  * request's span (method_attribute_bytes), because bytes handed to the socket run ahead of
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -45,6 +48,9 @@
 /* Response bodies kept: the server's response to POST /__up is `{"bytes":N,"duration_ms":T}`,
  * and longer bodies only appear in error messages. */
 #define RESPONSE_MAX_BYTES 1024
+/* An error response's reason, the first line of its text/plain body, is added to the message
+ * only when the whole body is at most this long. The server's reasons are one short line. */
+#define REASON_BODY_MAX_BYTES 200
 /* Upper bound of each wait of the loop, so that cancel and progress are handled within
  * 100 ms. */
 #define POLL_MAX_MS 100
@@ -57,10 +63,11 @@ struct stream {
     CURL *easy;
     bool active; /* a request is in the multi handle */
     bool failed;
-    uint64_t request_bytes; /* the N of a download, or the body size of an upload */
-    uint64_t body_offset;   /* body bytes of this upload handed to curl so far */
-    uint64_t sent_bytes;    /* body bytes of this upload written to the socket and counted */
-    bool performed;         /* curl_multi_perform ran since the request was added */
+    uint64_t request_bytes;  /* the N of a download, or the body size of an upload */
+    uint64_t body_offset;    /* body bytes of this upload handed to curl so far */
+    uint64_t sent_bytes;     /* body bytes of this upload written to the socket and counted */
+    uint64_t received_bytes; /* body bytes of this download's 200 response so far */
+    bool performed;          /* curl_multi_perform ran since the request was added */
     double request_start_ms;
     long status; /* HTTP status of the response, 0 until its body starts */
     char response[RESPONSE_MAX_BYTES + 1];
@@ -75,6 +82,9 @@ struct stream {
     uint64_t previous_bytes;
     double previous_ms;
     char curl_error[CURL_ERROR_SIZE];
+    /* Why a write callback aborted the request, "" when none did. curl then ends the request
+     * with CURLE_WRITE_ERROR, and this becomes the stream's error. */
+    char abort_reason[128];
 };
 
 struct phase {
@@ -91,6 +101,7 @@ struct phase {
 
     uint64_t bytes; /* received, or written to the sockets for an upload */
     uint64_t confirmed_bytes;
+    uint64_t finished_bytes; /* body bytes of the upload requests that got a 200 response */
     uint64_t download_request_bytes;
     uint64_t upload_max_request_bytes; /* lowered when the server answers 413 */
     unsigned char *body;
@@ -155,31 +166,79 @@ fail_stream(struct phase *phase, struct stream *stream, int status, const char *
     phase->has_error = true;
 }
 
-static size_t receive_download(char *data, size_t size, size_t count, void *user)
+/* Appends data to stream->response, which keeps the first RESPONSE_MAX_BYTES of the body. */
+static void keep_response(struct stream *stream, const char *data, size_t length)
 {
-    struct stream *stream = user;
-    size_t length = size * count;
-
-    (void)data;
-    if (stream->status == 0)
-        curl_easy_getinfo(stream->easy, CURLINFO_RESPONSE_CODE, &stream->status);
-    stream->activity_bytes += length;
-    if (stream->status == 200)
-        stream->phase->bytes += length;
-    return length;
-}
-
-/* Keeps the start of a response body: the upload's JSON, or an error text. */
-static size_t receive_response(char *data, size_t size, size_t count, void *user)
-{
-    struct stream *stream = user;
-    size_t length = size * count;
     size_t room = RESPONSE_MAX_BYTES - stream->response_size;
     size_t kept = length < room ? length : room;
 
     memcpy(stream->response + stream->response_size, data, kept);
     stream->response_size += kept;
     stream->response[stream->response_size] = '\0';
+}
+
+/* Checks that the 200 response to the stream's GET /__down?bytes=N declares Content-Length N.
+ * Otherwise writes the mismatch into stream->abort_reason and returns false. */
+static bool check_content_length(struct stream *stream)
+{
+    curl_off_t length = -1;
+    unsigned long long expected = stream->request_bytes;
+
+    if (curl_easy_getinfo(stream->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) != CURLE_OK)
+        length = -1;
+    if (length >= 0 && (uint64_t)length == stream->request_bytes)
+        return true;
+    if (length < 0)
+        snprintf(stream->abort_reason, sizeof(stream->abort_reason),
+                 "no Content-Length, expected %llu bytes", expected);
+    else
+        snprintf(stream->abort_reason, sizeof(stream->abort_reason),
+                 "Content-Length %lld, expected %llu", (long long)length, expected);
+    return false;
+}
+
+/* Counts the body of a 200 response, at most the N requested, and keeps the start of any
+ * other response for the error message. Returning less than the length given aborts the
+ * request. */
+static size_t receive_download(char *data, size_t size, size_t count, void *user)
+{
+    struct stream *stream = user;
+    size_t length = size * count;
+    uint64_t left;
+
+    if (stream->status == 0)
+        curl_easy_getinfo(stream->easy, CURLINFO_RESPONSE_CODE, &stream->status);
+    stream->activity_bytes += length;
+    if (stream->status != 200) {
+        keep_response(stream, data, length);
+        return length;
+    }
+    if (stream->received_bytes == 0 && !check_content_length(stream))
+        return 0;
+
+    /* A safeguard: curl delivers at most the Content-Length, which was checked to be N. */
+    left = stream->request_bytes - stream->received_bytes;
+    if (length > left) {
+        stream->phase->bytes += left;
+        stream->received_bytes += length;
+        snprintf(stream->abort_reason, sizeof(stream->abort_reason),
+                 "expected %llu bytes, got at least %llu",
+                 (unsigned long long)stream->request_bytes,
+                 (unsigned long long)stream->received_bytes);
+        return 0;
+    }
+    stream->received_bytes += length;
+    stream->phase->bytes += length;
+    return length;
+}
+
+/* Keeps the start of an upload's response body: the server's JSON, or an error text. */
+static size_t receive_response(char *data, size_t size, size_t count, void *user)
+{
+    struct stream *stream = user;
+    size_t length = size * count;
+
+    keep_response(stream, data, length);
     stream->activity_bytes += length;
     return length;
 }
@@ -349,6 +408,8 @@ static int start_request(struct phase *phase, struct stream *stream, double now)
     stream->response[0] = '\0';
     stream->body_offset = 0;
     stream->sent_bytes = 0;
+    stream->received_bytes = 0;
+    stream->abort_reason[0] = '\0';
     stream->performed = false;
     stream->request_start_ms = now;
     stream->connected = false;
@@ -396,6 +457,10 @@ static void fail_transfer(struct phase *phase, struct stream *stream, CURLcode c
     const char *detail = stream->curl_error[0] ? stream->curl_error : curl_easy_strerror(code);
     long os_errno = 0;
 
+    if (code == CURLE_WRITE_ERROR && stream->abort_reason[0] != '\0') {
+        fail_stream(phase, stream, 0, "%s", stream->abort_reason);
+        return;
+    }
     curl_easy_getinfo(stream->easy, CURLINFO_OS_ERRNO, &os_errno);
     switch (code) {
     case CURLE_COULDNT_CONNECT:
@@ -463,10 +528,66 @@ static void finish_upload(struct phase *phase, struct stream *stream, double now
     }
     phase->requests[phase->request_count++] = request;
     phase->confirmed_bytes += request.bytes;
+    phase->finished_bytes += stream->request_bytes;
     stream->previous_bytes = request.bytes;
     stream->previous_ms = request.end_ms - request.start_ms;
     if (!phase->stopping)
         start_request(phase, stream, now);
+}
+
+/* Fails the stream unless its download delivered exactly the N bytes requested. A response
+ * with no body never reaches receive_download, so its Content-Length is checked here. The
+ * byte count is a safeguard, because curl ends a body cut short of its Content-Length with
+ * CURLE_PARTIAL_FILE. */
+static void finish_download(struct phase *phase, struct stream *stream, double now)
+{
+    if (!check_content_length(stream)) {
+        fail_stream(phase, stream, 0, "%s", stream->abort_reason);
+        return;
+    }
+    if (stream->received_bytes != stream->request_bytes) {
+        fail_stream(phase, stream, 0, "expected %llu bytes, got %llu",
+                    (unsigned long long)stream->request_bytes,
+                    (unsigned long long)stream->received_bytes);
+        return;
+    }
+    if (!phase->stopping)
+        start_request(phase, stream, now);
+}
+
+/* Writes ": " and the first line of the stream's error response into reason, or "" unless
+ * the body is text/plain (or untyped) and at most REASON_BODY_MAX_BYTES long. Control
+ * characters (below 0x20, and 0x7f) become \xNN, so that a server cannot put control sequences
+ * on the user's terminal. A reason longer than size is cut. */
+static void format_reason(const struct stream *stream, char *reason, size_t size)
+{
+    char *type = NULL;
+    size_t length = 0;
+
+    reason[0] = '\0';
+    if (size < sizeof(": \\xff") || stream->response_size == 0 ||
+        stream->response_size > REASON_BODY_MAX_BYTES)
+        return;
+    if (curl_easy_getinfo(stream->easy, CURLINFO_CONTENT_TYPE, &type) != CURLE_OK)
+        return;
+    if (type != NULL && strncasecmp(type, "text/plain", strlen("text/plain")) != 0)
+        return;
+    if (stream->response[0] == '\r' || stream->response[0] == '\n')
+        return;
+
+    reason[length++] = ':';
+    reason[length++] = ' ';
+    for (size_t i = 0; i < stream->response_size; i++) {
+        unsigned char byte = (unsigned char)stream->response[i];
+
+        if (byte == '\r' || byte == '\n' || size - length < sizeof("\\xff"))
+            break;
+        if (byte >= 0x20 && byte != 0x7f)
+            reason[length++] = (char)byte;
+        else
+            length += (size_t)snprintf(reason + length, size - length, "\\x%02x", byte);
+    }
+    reason[length] = '\0';
 }
 
 /* Handles the end of a stream's request: the next request, a smaller download, or a
@@ -503,13 +624,16 @@ static void finish_request(struct phase *phase, struct stream *stream, CURLcode 
         return;
     }
     if (status != 200) {
-        fail_stream(phase, stream, (int)status, "HTTP %ld", status);
+        char reason[4 * REASON_BODY_MAX_BYTES + 3];
+
+        format_reason(stream, reason, sizeof(reason));
+        fail_stream(phase, stream, (int)status, "HTTP %ld%s", status, reason);
         return;
     }
     if (phase->upload)
         finish_upload(phase, stream, now);
-    else if (!phase->stopping)
-        start_request(phase, stream, now);
+    else
+        finish_download(phase, stream, now);
 }
 
 /* Runs curl on every stream and handles the requests that ended. */
@@ -769,10 +893,22 @@ static int fill_result(struct phase *phase, struct method_sample stop,
         /* NOTE: requests still running UPLOAD_DRAIN_MS after the stop are aborted, and their
          * bytes are missing from the window. So on links where one request lasts seconds
          * (64 KiB, the smallest, takes 0.5 s at 1 Mbit/s) the rate reads low. */
-        if (bytes <= 0 && phase->bytes > 0)
+        if (phase->request_count > 0 && phase->confirmed_bytes == 0)
+            return client_fail(&phase->error,
+                               "%s: POST %s/__up: the server confirmed 0 of %llu bytes in %zu "
+                               "requests",
+                               phase->name, phase->target->base_url,
+                               (unsigned long long)phase->finished_bytes, phase->request_count);
+        if (bytes <= 0 && phase->bytes > 0 && phase->request_count == 0)
             return client_fail(&phase->error,
                                "%s: POST %s/__up: no request finished in time, so the server "
                                "confirmed no bytes; the link is too slow for a %g s phase",
+                               phase->name, phase->target->base_url,
+                               phase->options->max_duration_s);
+        if (bytes <= 0 && phase->bytes > 0)
+            return client_fail(&phase->error,
+                               "%s: POST %s/__up: no request in the stable window finished in "
+                               "time, so the link is too slow for a %g s phase",
                                phase->name, phase->target->base_url,
                                phase->options->max_duration_s);
         result->bps = window_ms > 0 ? bytes * 8.0 * 1000.0 / window_ms : 0;
@@ -784,6 +920,14 @@ static int fill_result(struct phase *phase, struct method_sample stop,
     result->streams = phase->stream_count - phase->failed_count;
     result->duration_ms = stop.time_ms - phase->method.start.time_ms;
     result->stable_window_ms = window_ms;
+    result->failed_streams = phase->failed_count;
+    if (phase->has_error) {
+        /* A message longer than the field, from a long URL or reason, is cut. */
+        size_t length = strnlen(phase->error.message, sizeof(result->stream_error) - 1);
+
+        memcpy(result->stream_error, phase->error.message, length);
+        result->stream_error[length] = '\0';
+    }
     return 0;
 }
 

@@ -32,6 +32,11 @@ enum {
     WS_CONTROL_FRAME_BYTES = 2 + 4 + WS_MAX_CONTROL_PAYLOAD_BYTES,
     WS_MAX_CLOSE_REASON_BYTES = WS_MAX_CONTROL_PAYLOAD_BYTES - 2,
     WS_DEFAULT_TIMEOUT_MS = 10000,
+    /* A blocked send retries at least this often. Linux's poll() reports POLLOUT on TCP
+     * only when the free send buffer is at least half the queued bytes, but send() takes
+     * data as soon as any space is free. Without retries a send to a stalled server would
+     * see such space only at its timeout, count it as progress and wait a second time. */
+    WS_SEND_RETRY_MS = 100,
 };
 
 /* ---- Frame parser ---- */
@@ -347,6 +352,10 @@ struct ws_client {
     bool close_sent;
     bool close_received;
     bool eof;
+    /* Set when a send or receive failed or timed out, or a data frame was left partly
+     * sent. Then nothing more is sent and no close handshake is waited for. */
+    bool broken;
+    bool aborted; /* ws_client_abort() was called */
     int close_code;
     char close_reason[WS_MAX_CLOSE_REASON_BYTES + 1];
 
@@ -365,20 +374,20 @@ double ws_monotonic_ms(void)
     return (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6;
 }
 
-/* Fills err with "<phase>: <url>: <detail>" and returns code. */
+/* Fills err with "<phase>: <url>: <detail>" through client_fail(), which escapes the
+ * control characters that server text (a close reason, a status line) may contain, and
+ * returns code. */
 __attribute__((format(printf, 4, 5))) static int client_error(const struct ws_client *client,
                                                               struct client_error *err, int code,
                                                               const char *format, ...)
 {
-    size_t size = sizeof(err->message);
-    int prefix_length = snprintf(err->message, size, "%s: %s: ", client->phase, client->url);
+    char detail[CLIENT_ERROR_MAX];
     va_list args;
 
-    if (prefix_length < 0 || (size_t)prefix_length >= size)
-        return code;
     va_start(args, format);
-    vsnprintf(err->message + prefix_length, size - (size_t)prefix_length, format, args);
+    vsnprintf(detail, sizeof(detail), format, args);
     va_end(args);
+    client_fail(err, "%s: %s: %s", client->phase, client->url, detail);
     return code;
 }
 
@@ -415,6 +424,16 @@ static short wait_socket(const struct ws_client *client, short events, double ti
 }
 
 static int receive_once(struct ws_client *client, struct client_error *err);
+
+/* Marks the connection as ended by a failed send or receive (a reset, a broken pipe): it
+ * reads as closed with 1006 unless the server's close frame came first. */
+static void end_by_transport_error(struct ws_client *client)
+{
+    client->broken = true;
+    client->eof = true;
+    if (!client->close_received)
+        client->close_code = WS_CLOSE_ABNORMAL;
+}
 static int flush_control(struct ws_client *client, struct client_error *err);
 
 /* Hands length bytes to the socket, waiting while it is full. When receive is true, it
@@ -439,14 +458,20 @@ static int send_bytes(struct ws_client *client, const uint8_t *data, size_t leng
             progress_ms = ws_monotonic_ms();
             continue;
         }
-        if (code != CURLE_AGAIN)
+        if (code != CURLE_AGAIN) {
+            end_by_transport_error(client);
             return client_error(client, err, -EIO, "sending failed: %s", curl_easy_strerror(code));
+        }
 
         double idle_ms = ws_monotonic_ms() - progress_ms;
-        if (idle_ms >= client->timeout_ms)
+        if (idle_ms >= client->timeout_ms) {
+            /* The socket is full and a frame may be partly sent, so no close frame can
+             * follow. */
+            client->broken = true;
             return client_error(client, err, -ETIMEDOUT,
-                                "timed out: no data could be sent for %.0f s",
+                                "timed out: no data could be sent for %g s",
                                 client->timeout_ms / 1e3);
+        }
         if (may_receive) {
             int rc = receive_once(client, err);
             if (rc < 0)
@@ -457,8 +482,9 @@ static int send_bytes(struct ws_client *client, const uint8_t *data, size_t leng
             if (rc > 0)
                 continue;
         }
+        double wait_ms = client->timeout_ms - idle_ms;
         wait_socket(client, (short)(POLLOUT | (may_receive ? POLLIN : 0)),
-                    client->timeout_ms - idle_ms);
+                    wait_ms < WS_SEND_RETRY_MS ? wait_ms : WS_SEND_RETRY_MS);
     }
     return 0;
 }
@@ -482,7 +508,8 @@ static int flush_control(struct ws_client *client, struct client_error *err)
     uint8_t key[4];
     int rc = 0;
 
-    if (client->in_frame || client->flushing || client->close_sent)
+    if (client->in_frame || client->flushing || client->close_sent || client->broken ||
+        client->aborted)
         return 0;
     client->flushing = true;
     if (client->pong_length > 0) {
@@ -640,11 +667,12 @@ static int receive_once(struct ws_client *client, struct client_error *err)
     if (code == CURLE_AGAIN)
         return 0;
     if (code != CURLE_OK) {
-        client->eof = true;
         /* A reset after the server's close frame is an end, not an error. */
-        if (client->close_received)
+        if (client->close_received) {
+            client->eof = true;
             return 1;
-        client->close_code = WS_CLOSE_ABNORMAL;
+        }
+        end_by_transport_error(client);
         return client_error(client, err, -ECONNRESET, "receiving failed: %s",
                             curl_easy_strerror(code));
     }
@@ -1041,6 +1069,8 @@ int ws_client_send_frame(struct ws_client *client, enum ws_opcode opcode, const 
         return client_error(client, err, -EPIPE, "the connection is closing (close code %d%s%s)",
                             client->close_code, client->close_reason[0] ? ": " : "",
                             client->close_reason);
+    if (client->broken || client->aborted)
+        return client_error(client, err, -EPIPE, "the connection failed earlier");
     if (random_bytes(key, sizeof(key)) != 0)
         return client_error(client, err, -EIO, "no random bytes for the mask key");
     header_length =
@@ -1062,6 +1092,10 @@ int ws_client_send_frame(struct ws_client *client, enum ws_opcode opcode, const 
         rc = send_masked(client, header, header_length, payload, length, key, sent_bytes, err);
     }
     client->in_frame = false;
+    /* A callback's code may stop the frame partway, and inside it any other frame would be
+     * read as its payload. */
+    if (rc != 0)
+        client->broken = true;
     if (rc == 0)
         rc = flush_control(client, err);
     return rc;
@@ -1080,16 +1114,54 @@ int ws_client_service(struct ws_client *client, int timeout_ms, struct client_er
     return client->close_received || client->eof ? 1 : 0;
 }
 
+void ws_client_abort(struct ws_client *client, int code)
+{
+    uint8_t frame[WS_CONTROL_FRAME_BYTES];
+    uint8_t key[4];
+    size_t sent = 0;
+
+    if (client->aborted)
+        return;
+    client->aborted = true;
+    /* After a failed receive, or a send that failed or timed out, the socket is gone or
+     * full. Inside a partly sent data frame a close frame would be read as payload. */
+    if (client->broken || client->eof || client->close_sent || client->in_frame)
+        return;
+    if (client->close_pending)
+        code = client->close_pending_code; /* the reply to the server's close frame */
+    if (random_bytes(key, sizeof(key)) != 0)
+        return;
+
+    uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    size_t header_length = ws_frame_header(frame, WS_OPCODE_CLOSE, true, 2, key);
+    ws_mask(frame + header_length, payload, 2, key, 0);
+    client->close_pending = false;
+    client->close_sent = true;
+    /* One try, which does not wait because libcurl's sockets are non-blocking. A close frame that
+     * does not fit, or fits only in part, is dropped with the connection. */
+    curl_easy_send(client->curl, frame, header_length + 2, &sent);
+}
+
 int ws_client_close(struct ws_client *client, int code, struct client_error *err)
 {
     double start_ms = ws_monotonic_ms();
     int send_rc;
     int rc = 0;
 
+    if (client->broken || client->aborted) {
+        ws_client_abort(client, code);
+        if (client->close_received && client->eof)
+            return 0;
+        return client_error(client, err, -ECONNABORTED,
+                            "the close handshake was skipped because the connection had "
+                            "failed or was aborted");
+    }
     if (!client->close_received && !client->eof)
         send_rc = send_close(client, code, err);
     else
         send_rc = flush_control(client, err);
+    if (client->broken)
+        return client->close_received ? 0 : send_rc;
     /* RFC 6455 section 7.1.1: the server closes the TCP connection first. Even when the
      * close frame could not be sent, the server's may still be waiting to be read. */
     while (rc == 0 && !client->eof) {

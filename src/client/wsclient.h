@@ -148,8 +148,10 @@ enum {
 /* Sends one frame, masked, and returns when all of it was handed to the socket. While
  * the socket is full it also receives, so callbacks may run meanwhile. sent_bytes, when
  * not NULL, is raised by payload bytes as they are handed to the socket. Returns 0, a
- * callback's code, or another negative code with *err filled (the server closed,
- * no progress for target->timeout_s). */
+ * callback's code, or another negative code with *err filled: -ETIMEDOUT after no progress
+ * for target->timeout_s, -EIO or -ECONNRESET when the connection broke (it then reads as
+ * ended with 1006 unless the server's close frame came first), -EPIPE once the connection
+ * is closing or has failed. After a failure nothing more is sent on the connection. */
 int ws_client_send_frame(struct ws_client *client, enum ws_opcode opcode, const void *payload,
                          size_t length, unsigned flags, uint64_t *sent_bytes,
                          struct client_error *err);
@@ -161,8 +163,17 @@ int ws_client_service(struct ws_client *client, int timeout_ms, struct client_er
 
 /* Starts the close handshake with code (unless the server started it) and waits up to
  * target->timeout_s for the server's close frame and end of connection. Returns 0, or a
- * negative code with *err filled. */
+ * negative code with *err filled. After a failed send, a receive that failed, or
+ * ws_client_abort(), it waits for nothing. It does what ws_client_abort() does and returns
+ * -ECONNABORTED, or 0 when the server's close frame and end of connection had come. */
 int ws_client_close(struct ws_client *client, int code, struct client_error *err);
+
+/* Gives up on the connection without a close handshake, for a caller whose own timeout
+ * ran out. It sends a close frame with code (or the reply to the server's close frame)
+ * only if the socket takes it at once, and never waits. No frame is sent after a failed
+ * send or receive, or in the middle of a partly sent frame. Later sends fail, and
+ * ws_client_free() frees the connection. */
+void ws_client_abort(struct ws_client *client, int code);
 
 /* Closes the connection without a handshake if still open, and frees client (NULL is
  * fine). */
@@ -175,7 +186,8 @@ int ws_client_socket(const struct ws_client *client);
 const char *ws_client_url(const struct ws_client *client);
 
 /* The close code the server sent: 0 while it has sent none, WS_CLOSE_NO_STATUS for a close
- * frame without a code, WS_CLOSE_ABNORMAL when the connection ended without one. */
+ * frame without a code, WS_CLOSE_ABNORMAL when the connection ended without one. Such an
+ * end is an EOF, or a send or receive that failed, such as on a reset. */
 int ws_client_close_code(const struct ws_client *client);
 
 /* The reason text of the server's close frame, "" when none. */

@@ -166,7 +166,7 @@ test('plain output: phase lines then summary', async (t) => {
   assert.match(result.stdout, new RegExp(`^upload\\s+${RATE_PATTERN.source} \\(\\d+ streams?, `, 'm'));
   assert.match(result.stdout, new RegExp(`^Server\\s+lab-test at ${serverUrl(server)}$`, 'm'));
   assert.match(result.stdout, /^Client IP\s+127\.0\.0\.1$/m);
-  assert.match(result.stdout, /^Idle latency\s+[\d.]+ ms/m);
+  assert.match(result.stdout, /^Idle latency\s+[\d.]+ (?:ms|µs)/m);
   assert.match(result.stdout, new RegExp(`^Download\\s+${RATE_PATTERN.source}`, 'm'));
   assert.match(result.stdout, new RegExp(`^Upload\\s+${RATE_PATTERN.source}`, 'm'));
   assert.ok(!result.stdout.includes('\x1b'), 'no terminal control sequences on stdout');
@@ -350,6 +350,7 @@ const USAGE_ERRORS = [
   [['--duration', '0.5'], '--duration'],
   [['--duration', '61'], '--duration'],
   [['--duration', 'ten'], '--duration'],
+  [['--duration', '0x10'], '--duration'],
   [['--timeout', '0'], '--timeout'],
   [['--timeout', 'nan'], '--timeout'],
   [['--timeout', '601'], '--timeout'],
@@ -419,6 +420,9 @@ test('usage error under --json is one JSON object', async (t) => {
   const conflict = await runJson(t, ['--csv']);
   assert.equal(conflict.result.code, 2);
   assert.match(conflict.output.error.message, /--json and --csv/);
+  const headerConflict = await runJson(t, ['--csv-header']);
+  assert.equal(headerConflict.result.code, 2);
+  assert.match(headerConflict.output.error.message, /--json and --csv-header/);
   const badUrl = await runJson(t, ['gopher://127.0.0.1']);
   assert.equal(badUrl.result.code, 2);
   assert.match(badUrl.output.error.message, /gopher:\/\/127\.0\.0\.1/);
@@ -513,7 +517,7 @@ test('no latency endpoint: TCP_INFO fallback in every mode', async (t) => {
   const text = await runClient(t, [url, '--no-upload', '--duration', '1']);
   assert.equal(text.code, 0, describeRun(text));
   assert.match(text.stdout, /^latency\s+no latency endpoint/m, 'the phase line says so');
-  assert.match(text.stdout, /^Idle latency\s+[\d.]+ ms \(TCP min RTT of the transfers, from TCP_INFO\)$/m);
+  assert.match(text.stdout, /^Idle latency\s+[\d.]+ (?:ms|µs) \(TCP min RTT of the transfers, from TCP_INFO\)$/m);
   assert.match(text.stdout, /^Note: .*TCP_INFO/m);
 
   const quiet = await runClient(t, [url, '--quiet', '--no-upload', '--duration', '1']);
@@ -536,6 +540,16 @@ test('latency endpoint at its limit: note names the status', async (t) => {
   assert.equal(result.code, 0, describeRun(result));
   assert.equal(output.latency_source, 'tcp_info');
   assert.ok(output.notes.some((note) => note.includes('with HTTP 429')), JSON.stringify(output.notes));
+  await server.stopAndCheck();
+});
+
+test('streams refused at the per-address cap: note', async (t) => {
+  const server = await startServer(t, ['--max-transfers-per-ip', '2']);
+  const { result, output } = await runJson(t, [serverUrl(server), '--no-latency', '--no-upload', '--streams', '4',
+    '--duration', '1']);
+  assert.equal(result.code, 0, describeRun(result));
+  assert.equal(output.download_streams, 2);
+  assert.ok(output.notes.some((note) => /^2 of 4 download streams failed .*HTTP 429/.test(note)), JSON.stringify(output.notes));
   await server.stopAndCheck();
 });
 
@@ -576,6 +590,47 @@ test('SIGINT cancels the run with exit 1', async (t) => {
   assert.equal(output.error.phase, 'download');
   assert.match(output.error.message, /cancelled by SIGINT/);
   assert.ok(output.error.message.includes(url), output.error.message);
+  await server.stopAndCheck();
+});
+
+test('SIGHUP cancels the run with exit 1', async (t) => {
+  const server = await startServer(t);
+  const client = spawnLinkspeed(t, ['test', serverUrl(server), '--json', '--no-latency', '--duration', '10']);
+
+  await sleep(1500);
+  client.signal('SIGHUP');
+  const status = await client.waitForExit(SLOW ? 10_000 : 3000);
+  assert.ok(status, 'the client stopped after SIGHUP');
+  assert.equal(status.code, 1, describeRun({ code: status.code, ...client }));
+  const output = parseJsonOutput({ code: status.code, stdout: client.stdout, stderr: client.stderr });
+  assert.match(output.error.message, /cancelled by SIGHUP/);
+  await server.stopAndCheck();
+});
+
+test('result that cannot be written: exit 1', async (t) => {
+  const server = await startServer(t);
+  const client = spawn(BINARY, ['test', serverUrl(server), '--json', '--no-latency', '--no-upload', '--duration', '1'],
+    { stdio: ['ignore', fs.openSync('/dev/full', 'w'), 'pipe'] });
+  let stderr = '';
+  client.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const code = await new Promise((resolve) => client.on('close', resolve));
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /writing the result to stdout failed/);
+  assertNoSanitizerReport(stderr);
+  await server.stopAndCheck();
+});
+
+test('control characters from the server are escaped', async (t) => {
+  const server = await startServer(t, ['--name', 'lab\x1b[31m\r\nDownload 999 Gbit/s']);
+  const text = await runClient(t, [serverUrl(server), '--no-latency', '--no-upload', '--duration', '1']);
+  assert.equal(text.code, 0, describeRun(text));
+  assert.ok(!/[\x00-\x08\x0b-\x1f\x7f]/.test(text.stdout), `raw control characters in:\n${JSON.stringify(text.stdout)}`);
+  assert.match(text.stdout, /^Server\s+lab\\x1b\[31m\\x0d\\x0aDownload 999 Gbit\/s at /m);
+
+  const csv = await runClient(t, [serverUrl(server), '--csv', '--no-latency', '--no-upload', '--duration', '1']);
+  assert.equal(csv.stdout.trimEnd().split('\n').length, 1, `--csv wrote one line: ${JSON.stringify(csv.stdout)}`);
   await server.stopAndCheck();
 });
 

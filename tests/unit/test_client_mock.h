@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,7 +47,8 @@ struct mock {
     unsigned unmasked_frames;
     unsigned pongs;
     int close_code;
-    void *context; /* for the script */
+    void *context;        /* for the script */
+    atomic_bool released; /* set by mock_release() */
 };
 
 static inline void write_all(int fd, const void *data, size_t length)
@@ -169,6 +171,7 @@ static inline void mock_start(struct mock *mock, const char *response, mock_scri
     socklen_t length = sizeof(address);
 
     memset(mock, 0, sizeof(*mock));
+    atomic_init(&mock->released, false);
     mock->response = response;
     mock->script = script;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -238,6 +241,42 @@ static inline void mock_drain_until_close(struct mock *mock, int fd)
             mock->close_code = length >= 2 ? (discard[0] << 8 | discard[1]) : 1005;
             return;
         }
+    }
+}
+
+/* A stalled server that still reads: it drops what the client sends and sends nothing
+ * until the client hangs up. mock_drain_until_close() counts the data frames and stores
+ * the code of the client's close frame. */
+static inline void mock_stall_reading(struct mock *mock, int fd)
+{
+    uint8_t discard[4096];
+
+    mock_drain_until_close(mock, fd);
+    while (recv(fd, discard, sizeof(discard), 0) > 0)
+        continue;
+}
+
+/* A stalled server that reads nothing, so the client's sends fill the socket. It waits
+ * until the test calls mock_release(), or 10 s so that a failed test does not hang. */
+static inline void mock_stall_without_reading(struct mock *mock, int fd)
+{
+    (void)fd;
+    for (int i = 0; i < 1000 && !atomic_load(&mock->released); i++)
+        usleep(10000);
+}
+
+static inline void mock_release(struct mock *mock)
+{
+    atomic_store(&mock->released, true);
+}
+
+/* Fails the test when text contains an ASCII control character, which would reach the
+ * terminal as it is. */
+static inline void assert_no_control_characters(const char *text)
+{
+    for (const char *c = text; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            fail_msg("byte 0x%02x at offset %td of \"%s\"", (unsigned char)*c, c - text, text);
     }
 }
 

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <unistd.h>
 
 #include "client/legacy_client.h"
 #include "client/ndt7_client.h"
@@ -196,8 +197,86 @@ static void script_download_then_hang_up(struct mock *mock, int fd)
     send_server_frame(fd, 0x82, payload, sizeof(payload));
 }
 
-/* The spec recommends that clients tolerate an abrupt end once data has moved. */
-static void ndt7_tolerates_abrupt_end(void **state)
+/* A connection that ends without a close frame long before the 10 s are over fails the
+ * test, with the URL and the time in the message. */
+static void ndt7_download_fails_on_early_end(void **state)
+{
+    struct mock mock;
+    struct client_target target;
+    struct ndt7_result result;
+    struct client_error err;
+    char expected[256];
+
+    (void)state;
+    mock_start(&mock, UPGRADE_NDT7, script_download_then_hang_up);
+    target_for(&mock, &target);
+    assert_int_equal(ndt7_client_run(&target, CLIENT_DOWNLOAD, NULL, NULL, NULL, &result, &err),
+                     -ECONNRESET);
+    mock_finish(&mock);
+    snprintf(expected, sizeof(expected),
+             "ndt7 download: ws://127.0.0.1:%d/ndt/v7/download?client_name=linkspeed: the "
+             "connection ended after 0.0 s, before the 10 s test was over (close 1006)",
+             mock.port);
+    assert_string_equal(err.message, expected);
+    assert_int_equal(err.status, WS_CLOSE_ABNORMAL);
+}
+
+/* Reads about 100 kB of upload, then hangs up without a close frame. The unread data
+ * makes the close a reset. */
+static void script_upload_then_hang_up(struct mock *mock, int fd)
+{
+    static uint8_t discard[65536];
+    size_t received = 0;
+
+    (void)mock;
+    while (received < 100000) {
+        ssize_t count = recv(fd, discard, sizeof(discard), 0);
+        if (count <= 0)
+            return;
+        received += (size_t)count;
+    }
+}
+
+static void ndt7_upload_fails_on_early_end(void **state)
+{
+    struct mock mock;
+    struct client_target target;
+    struct ndt7_result result;
+    struct client_error err;
+    char expected[256];
+
+    (void)state;
+    mock_start(&mock, UPGRADE_NDT7, script_upload_then_hang_up);
+    target_for(&mock, &target);
+    assert_int_equal(ndt7_client_run(&target, CLIENT_UPLOAD, NULL, NULL, NULL, &result, &err),
+                     -ECONNRESET);
+    mock_finish(&mock);
+    snprintf(expected, sizeof(expected),
+             "ndt7 upload: ws://127.0.0.1:%d/ndt/v7/upload?client_name=linkspeed: the "
+             "connection ended after ",
+             mock.port);
+    assert_memory_equal(err.message, expected, strlen(expected));
+    assert_non_null(strstr(err.message, " s, before the 10 s test was over (close 1006)"));
+    assert_int_equal(err.status, WS_CLOSE_ABNORMAL);
+}
+
+/* Sends 8 KiB every 500 ms for 9.2 s, then hangs up without a close frame, as servers do
+ * that reset at the end of their test. */
+static void script_download_until_near_end(struct mock *mock, int fd)
+{
+    static uint8_t payload[8192];
+    double start_ms = ws_monotonic_ms();
+
+    (void)mock;
+    while (ws_monotonic_ms() - start_ms < 9200) {
+        send_server_frame(fd, 0x82, payload, sizeof(payload));
+        usleep(500000);
+    }
+}
+
+/* The spec recommends that clients tolerate an abrupt end, and near the end of the test
+ * it ends the test. This test takes 9.2 s. */
+static void ndt7_tolerates_abrupt_end_near_end(void **state)
 {
     struct mock mock;
     struct client_target target;
@@ -205,12 +284,42 @@ static void ndt7_tolerates_abrupt_end(void **state)
     struct client_error err;
 
     (void)state;
-    mock_start(&mock, UPGRADE_NDT7, script_download_then_hang_up);
+    mock_start(&mock, UPGRADE_NDT7, script_download_until_near_end);
     target_for(&mock, &target);
     assert_int_equal(ndt7_client_run(&target, CLIENT_DOWNLOAD, NULL, NULL, NULL, &result, &err), 0);
     mock_finish(&mock);
-    assert_int_equal(result.throughput.bytes, 8192);
+    assert_true(result.throughput.bytes >= 18 * 8192);
+    assert_int_equal(result.throughput.bytes % 8192, 0);
+    assert_true(result.throughput.duration_ms >= 9000);
     assert_int_equal(result.close_code, WS_CLOSE_ABNORMAL);
+}
+
+static void script_close_with_reason_before_data(struct mock *mock, int fd)
+{
+    static const uint8_t close_payload[] = "\x03\xf0\x1b[2Jbusy\r\nretry\x07";
+
+    send_server_frame(fd, 0x88, close_payload, sizeof(close_payload) - 1);
+    mock_drain_until_close(mock, fd);
+}
+
+/* A close reason with control characters reaches the message escaped. */
+static void ndt7_escapes_close_reason(void **state)
+{
+    struct mock mock;
+    struct client_target target;
+    struct ndt7_result result;
+    struct client_error err;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_NDT7, script_close_with_reason_before_data);
+    target_for(&mock, &target);
+    assert_int_equal(ndt7_client_run(&target, CLIENT_DOWNLOAD, NULL, NULL, NULL, &result, &err),
+                     -EIO);
+    mock_finish(&mock);
+    assert_int_equal(err.status, 1008);
+    assert_non_null(strstr(err.message, "before any data moved"));
+    assert_non_null(strstr(err.message, "busy"));
+    assert_no_control_characters(err.message);
 }
 
 /* ---- /ws ---- */
@@ -295,6 +404,33 @@ static void legacy_reports_server_close(void **state)
     mock_finish(&mock);
     assert_int_equal(err.status, 1008);
     assert_non_null(strstr(err.message, "during transfer 2 with 1008: queue"));
+}
+
+static void script_legacy_close_with_control_characters(struct mock *mock, int fd)
+{
+    static const uint8_t close_payload[] = "\x03\xf0\x1b[31mfull\r\nnext\x07";
+
+    if (!read_client_frame(mock, fd))
+        return;
+    send_server_frame(fd, 0x88, close_payload, sizeof(close_payload) - 1);
+    mock_drain_until_close(mock, fd);
+}
+
+static void legacy_escapes_close_reason(void **state)
+{
+    struct mock mock;
+    struct client_target target;
+    struct legacy_result result;
+    struct client_error err;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_PLAIN, script_legacy_close_with_control_characters);
+    target_for(&mock, &target);
+    assert_int_equal(legacy_client_run(&target, 1, NULL, NULL, NULL, &result, &err), -ECONNRESET);
+    mock_finish(&mock);
+    assert_non_null(strstr(err.message, "during transfer 1 with 1008: "));
+    assert_non_null(strstr(err.message, "full"));
+    assert_no_control_characters(err.message);
 }
 
 static void legacy_rejects_transfer_count(void **state)
@@ -433,6 +569,176 @@ static void probe_loaded_rejects_fast_interval(void **state)
     assert_non_null(strstr(err.message, "200 probes per second"));
 }
 
+/* ---- failures against a stalled server ---- */
+
+/* A stalled server is not waited for a second time for the close handshake: each failure
+ * ends within the timeout (1 s here) plus 0.5 s. */
+enum { STALL_TIMEOUT_S = 1, STALL_MAX_MS = 1500 };
+
+static void script_download_then_stall(struct mock *mock, int fd)
+{
+    static uint8_t payload[8192];
+
+    send_server_frame(fd, 0x82, payload, sizeof(payload));
+    mock_stall_reading(mock, fd);
+}
+
+static void ndt7_download_stall_ends_in_time(void **state)
+{
+    struct mock mock;
+    struct client_target target;
+    struct ndt7_result result;
+    struct client_error err;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_NDT7, script_download_then_stall);
+    target_for(&mock, &target);
+    target.timeout_s = STALL_TIMEOUT_S;
+    double start_ms = ws_monotonic_ms();
+    assert_int_equal(ndt7_client_run(&target, CLIENT_DOWNLOAD, NULL, NULL, NULL, &result, &err),
+                     -ETIMEDOUT);
+    double elapsed_ms = ws_monotonic_ms() - start_ms;
+    mock_finish(&mock);
+    if (elapsed_ms >= STALL_MAX_MS)
+        fail_msg("the failure took %.0f ms", elapsed_ms);
+    assert_non_null(strstr(err.message, "timed out: no data for 1 s"));
+    assert_int_equal(mock.close_code, WS_CLOSE_GOING_AWAY);
+}
+
+static void ndt7_upload_stall_ends_in_time(void **state)
+{
+    struct mock mock;
+    struct client_target target;
+    struct ndt7_result result;
+    struct client_error err;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_NDT7, mock_stall_without_reading);
+    target_for(&mock, &target);
+    target.timeout_s = STALL_TIMEOUT_S;
+    double start_ms = ws_monotonic_ms();
+    assert_int_equal(ndt7_client_run(&target, CLIENT_UPLOAD, NULL, NULL, NULL, &result, &err),
+                     -ETIMEDOUT);
+    double elapsed_ms = ws_monotonic_ms() - start_ms;
+    mock_release(&mock);
+    mock_finish(&mock);
+    if (elapsed_ms >= STALL_MAX_MS)
+        fail_msg("the failure took %.0f ms", elapsed_ms);
+    assert_non_null(strstr(err.message, "timed out: no data could be sent for 1 s"));
+}
+
+static void legacy_stall_ends_in_time(void **state)
+{
+    struct mock mock;
+    struct client_target target;
+    struct legacy_result result;
+    struct client_error err;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_PLAIN, mock_stall_reading);
+    target_for(&mock, &target);
+    target.timeout_s = STALL_TIMEOUT_S;
+    double start_ms = ws_monotonic_ms();
+    assert_int_equal(legacy_client_run(&target, 1, NULL, NULL, NULL, &result, &err), -ETIMEDOUT);
+    double elapsed_ms = ws_monotonic_ms() - start_ms;
+    mock_finish(&mock);
+    if (elapsed_ms >= STALL_MAX_MS)
+        fail_msg("the failure took %.0f ms", elapsed_ms);
+    assert_non_null(strstr(err.message, "timed out: no data for 1 s in transfer 1"));
+    assert_int_equal(mock.data_frames, 1);
+    assert_int_equal(mock.close_code, WS_CLOSE_GOING_AWAY);
+}
+
+/* With a timeout under the 2 s a probe may take, a stall fails at the timeout. */
+static void probe_stall_ends_in_time(void **state)
+{
+    struct mock mock;
+    struct client_target target;
+    struct latency_summary summary;
+    struct client_error err;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_PLAIN, mock_stall_reading);
+    target_for(&mock, &target);
+    target.timeout_s = STALL_TIMEOUT_S;
+    double start_ms = ws_monotonic_ms();
+    assert_int_equal(probe_idle(&target, 5, 1, &summary, &err), -ETIMEDOUT);
+    double elapsed_ms = ws_monotonic_ms() - start_ms;
+    mock_finish(&mock);
+    if (elapsed_ms >= STALL_MAX_MS)
+        fail_msg("the failure took %.0f ms", elapsed_ms);
+    assert_non_null(strstr(err.message, "latency: ws://127.0.0.1:"));
+    assert_non_null(strstr(err.message, "timed out: no echo for 1 s"));
+    assert_int_equal(mock.data_frames, 1);
+    assert_int_equal(mock.close_code, WS_CLOSE_GOING_AWAY);
+}
+
+/* With a timeout over 2 s, the unanswered first probe fails after 2 s, and the close does
+ * not wait out the timeout after that. */
+static void probe_lost_first_echo_ends_in_time(void **state)
+{
+    struct mock mock;
+    struct client_target target;
+    struct latency_summary summary;
+    struct client_error err;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_PLAIN, mock_stall_reading);
+    target_for(&mock, &target);
+    target.timeout_s = 5;
+    double start_ms = ws_monotonic_ms();
+    assert_int_equal(probe_idle(&target, 5, 1, &summary, &err), -ETIMEDOUT);
+    double elapsed_ms = ws_monotonic_ms() - start_ms;
+    mock_finish(&mock);
+    if (elapsed_ms >= 2500)
+        fail_msg("the failure took %.0f ms", elapsed_ms);
+    assert_non_null(strstr(err.message, "no echo of the first probe within 2000 ms"));
+    assert_int_equal(mock.close_code, WS_CLOSE_GOING_AWAY);
+}
+
+/* Echoes the warm-up probe, then stalls. */
+static void script_echo_once_then_stall(struct mock *mock, int fd)
+{
+    if (!read_client_frame(mock, fd))
+        return;
+    send_server_frame(fd, 0x82, mock->frames[0].payload, mock->frames[0].length);
+    mock_stall_reading(mock, fd);
+}
+
+/* Loaded probes against a server that stalls after the warm-up: the stop does not wait
+ * for a close handshake with it. With a 1 s timeout the probes stopped at the timeout.
+ * With 5 s the stop comes first, when the last echo is older than the 2 s loss deadline. */
+static void probe_loaded_stall_stops_in_time(void **state)
+{
+    static const struct {
+        double timeout_s;
+        unsigned stall_us;
+    } cases[] = {{1, 1300000}, {5, 2300000}};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mock mock;
+        struct client_target target;
+        struct latency_summary summary;
+        struct probe_loaded *probes = NULL;
+        struct client_error err;
+
+        mock_start(&mock, UPGRADE_PLAIN, script_echo_once_then_stall);
+        target_for(&mock, &target);
+        target.timeout_s = cases[i].timeout_s;
+        assert_int_equal(probe_loaded_start(&target, 10, &probes, &err), 0);
+        usleep(cases[i].stall_us);
+        double start_ms = ws_monotonic_ms();
+        probe_loaded_stop(probes, &summary);
+        double elapsed_ms = ws_monotonic_ms() - start_ms;
+        mock_finish(&mock);
+        if (elapsed_ms >= 500)
+            fail_msg("case %zu: the stop took %.0f ms", i, elapsed_ms);
+        assert_false(summary.available);
+        assert_int_equal(mock.close_code, WS_CLOSE_GOING_AWAY);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,9 +746,19 @@ int main(void)
         cmocka_unit_test(ndt7_upload_grows_messages),
         cmocka_unit_test(ndt7_upload_rejects_server_binary),
         cmocka_unit_test(ndt7_requires_subprotocol),
-        cmocka_unit_test(ndt7_tolerates_abrupt_end),
+        cmocka_unit_test(ndt7_download_fails_on_early_end),
+        cmocka_unit_test(ndt7_upload_fails_on_early_end),
+        cmocka_unit_test(ndt7_tolerates_abrupt_end_near_end),
+        cmocka_unit_test(ndt7_escapes_close_reason),
+        cmocka_unit_test(ndt7_download_stall_ends_in_time),
+        cmocka_unit_test(ndt7_upload_stall_ends_in_time),
+        cmocka_unit_test(legacy_stall_ends_in_time),
+        cmocka_unit_test(probe_stall_ends_in_time),
+        cmocka_unit_test(probe_lost_first_echo_ends_in_time),
+        cmocka_unit_test(probe_loaded_stall_stops_in_time),
         cmocka_unit_test(legacy_runs_transfers),
         cmocka_unit_test(legacy_reports_server_close),
+        cmocka_unit_test(legacy_escapes_close_reason),
         cmocka_unit_test(legacy_rejects_transfer_count),
         cmocka_unit_test(probe_idle_summarizes),
         cmocka_unit_test(probe_missing_endpoint_is_enoent),

@@ -45,10 +45,11 @@ static int on_text(void *context, const char *text, size_t length)
     return 0;
 }
 
-static int connect_to(struct mock *mock, const char *subprotocol, struct received *received,
-                      struct ws_client **client, struct client_error *err)
+static int connect_with_timeout(struct mock *mock, double timeout_s, const char *subprotocol,
+                                struct received *received, struct ws_client **client,
+                                struct client_error *err)
 {
-    struct client_target target = {.timeout_s = 2};
+    struct client_target target = {.timeout_s = timeout_s};
     struct ws_client_options options = {
         .target = &target,
         .phase = "test",
@@ -62,6 +63,12 @@ static int connect_to(struct mock *mock, const char *subprotocol, struct receive
     snprintf(target.base_url, sizeof(target.base_url), "http://127.0.0.1:%d", mock->port);
     memset(err, 0, sizeof(*err));
     return ws_client_connect(&options, client, err);
+}
+
+static int connect_to(struct mock *mock, const char *subprotocol, struct received *received,
+                      struct ws_client **client, struct client_error *err)
+{
+    return connect_with_timeout(mock, 2, subprotocol, received, client, err);
 }
 
 /* Serves the client until it has seen `count` binary messages or the connection ended. */
@@ -360,6 +367,136 @@ static void connection_upgrade_timeout(void **state)
     mock_finish(&mock);
 }
 
+/* A send to a server that reads nothing times out after timeout_s. Then the close does not
+ * wait for that server again: the whole failure ends within timeout_s plus 0.5 s. */
+static void connection_send_stall_ends_in_time(void **state)
+{
+    static uint8_t payload[256 * 1024];
+    struct mock mock;
+    struct received received = {0};
+    struct client_error err;
+    struct ws_client *client = NULL;
+    int rc = 0;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_OK, mock_stall_without_reading);
+    assert_int_equal(connect_with_timeout(&mock, 1, NULL, &received, &client, &err), 0);
+    double start_ms = ws_monotonic_ms();
+    /* Loopback socket buffers take a few MiB before a send blocks. */
+    for (int i = 0; i < 1000 && rc == 0; i++)
+        rc =
+            ws_client_send_frame(client, WS_OPCODE_BINARY, payload, sizeof(payload), 0, NULL, &err);
+    assert_int_equal(rc, -ETIMEDOUT);
+    assert_non_null(strstr(err.message, "timed out: no data could be sent for 1 s"));
+    double close_start_ms = ws_monotonic_ms();
+    assert_int_equal(ws_client_close(client, WS_CLOSE_NORMAL, &err), -ECONNABORTED);
+    double end_ms = ws_monotonic_ms();
+    assert_true(end_ms - close_start_ms < 100);
+    assert_true(end_ms - start_ms < 1500);
+    ws_client_free(client);
+    mock_release(&mock);
+    mock_finish(&mock);
+}
+
+/* An abort sends the close frame and returns without waiting for the server's. */
+static void connection_abort_does_not_wait(void **state)
+{
+    struct mock mock;
+    struct received received = {0};
+    struct client_error err;
+    struct ws_client *client = NULL;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_OK, mock_stall_reading);
+    assert_int_equal(connect_to(&mock, NULL, &received, &client, &err), 0);
+    double start_ms = ws_monotonic_ms();
+    ws_client_abort(client, WS_CLOSE_GOING_AWAY);
+    assert_int_equal(ws_client_close(client, WS_CLOSE_NORMAL, &err), -ECONNABORTED);
+    assert_true(ws_monotonic_ms() - start_ms < 100);
+    assert_int_equal(ws_client_send_frame(client, WS_OPCODE_BINARY, "x", 1, 0, NULL, &err), -EPIPE);
+    ws_client_free(client);
+    mock_finish(&mock);
+    assert_int_equal(mock.close_code, WS_CLOSE_GOING_AWAY);
+}
+
+static void script_reset_after_frame(struct mock *mock, int fd)
+{
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+
+    (void)mock;
+    send_server_frame(fd, 0x82, "x", 1);
+    /* close() with a zero linger time sends a reset in place of a FIN. */
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+}
+
+/* A reset is an end without a close frame (1006), and the close after it waits for
+ * nothing. */
+static void connection_reset_is_abnormal_end(void **state)
+{
+    struct mock mock;
+    struct received received = {0};
+    struct client_error err;
+    struct ws_client *client = NULL;
+    int rc = 0;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_OK, script_reset_after_frame);
+    assert_int_equal(connect_to(&mock, NULL, &received, &client, &err), 0);
+    mock_finish(&mock);
+    for (int i = 0; i < 40 && rc == 0; i++)
+        rc = ws_client_service(client, 50, &err);
+    assert_int_equal(rc, -ECONNRESET);
+    assert_non_null(strstr(err.message, "receiving failed"));
+    assert_int_equal(ws_client_close_code(client), WS_CLOSE_ABNORMAL);
+    double start_ms = ws_monotonic_ms();
+    ws_client_close(client, WS_CLOSE_NORMAL, &err);
+    assert_true(ws_monotonic_ms() - start_ms < 100);
+    ws_client_free(client);
+}
+
+static void script_close_with_control_characters(struct mock *mock, int fd)
+{
+    static const uint8_t close_payload[] = "\x03\xe8\x1b[2Jgone\r\nfake: line\x07";
+
+    send_server_frame(fd, 0x88, close_payload, sizeof(close_payload) - 1);
+    mock_drain_until_close(mock, fd);
+}
+
+/* Text from the server (a status line, a close reason) reaches error messages with its
+ * control characters escaped. */
+static void connection_escapes_server_text(void **state)
+{
+    struct mock mock;
+    struct received received = {0};
+    struct client_error err;
+    struct ws_client *client = NULL;
+    int rc = 0;
+
+    (void)state;
+    mock_start(&mock,
+               "HTTP/1.1 403 \x1b]0;title\x07"
+               "Forbidden\x1b[0m\r\n\r\n",
+               NULL);
+    assert_int_equal(connect_to(&mock, NULL, &received, &client, &err), -ENOENT);
+    mock_finish(&mock);
+    assert_non_null(strstr(err.message, "403"));
+    assert_non_null(strstr(err.message, "Forbidden"));
+    assert_no_control_characters(err.message);
+
+    mock_start(&mock, UPGRADE_OK, script_close_with_control_characters);
+    assert_int_equal(connect_to(&mock, NULL, &received, &client, &err), 0);
+    for (int i = 0; i < 40 && rc == 0; i++)
+        rc = ws_client_service(client, 50, &err);
+    assert_int_equal(rc, 1);
+    assert_int_equal(ws_client_send_frame(client, WS_OPCODE_BINARY, "x", 1, 0, NULL, &err), -EPIPE);
+    assert_non_null(strstr(err.message, "close code 1000"));
+    assert_non_null(strstr(err.message, "gone"));
+    assert_no_control_characters(err.message);
+    ws_client_close(client, WS_CLOSE_NORMAL, &err);
+    ws_client_free(client);
+    mock_finish(&mock);
+}
+
 static void connection_refused(void **state)
 {
     struct mock mock;
@@ -387,6 +524,10 @@ int main(void)
         cmocka_unit_test(connection_closes_on_protocol_errors),
         cmocka_unit_test(connection_reports_abnormal_end),
         cmocka_unit_test(connection_upgrade_timeout),
+        cmocka_unit_test(connection_send_stall_ends_in_time),
+        cmocka_unit_test(connection_abort_does_not_wait),
+        cmocka_unit_test(connection_reset_is_abnormal_end),
+        cmocka_unit_test(connection_escapes_server_text),
         cmocka_unit_test(connection_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
