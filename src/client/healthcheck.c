@@ -82,12 +82,27 @@ int healthcheck_main(int argc, char **argv)
                base);
         return 0;
     }
-    if (argc > 1 || (argc == 1 && strncmp(argv[0], "-", 1) == 0)) {
-        fprintf(stderr, "usage: linkspeed healthcheck [URL]   (default %s)\n", base);
+    if (argc == 1 && argv[0][0] == '-') {
+        fprintf(stderr,
+                "linkspeed healthcheck: unknown flag %s\nusage: linkspeed healthcheck [URL]   "
+                "(default %s)\n",
+                argv[0], base);
+        return 2;
+    }
+    if (argc > 1) {
+        fprintf(stderr,
+                "linkspeed healthcheck: unexpected argument \"%s\": give at most one URL\n"
+                "usage: linkspeed healthcheck [URL]   (default %s)\n",
+                argv[1], base);
         return 2;
     }
     if (argc == 1)
         base = argv[0];
+    if (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) {
+        fprintf(stderr, "linkspeed healthcheck: invalid URL \"%s\": expected http:// or https://\n",
+                base);
+        return 2;
+    }
     len = strlen(base);
     while (len > 0 && base[len - 1] == '/')
         len--;

@@ -182,3 +182,25 @@ test('access log records requests and sessions', async (t) => {
 
   await server.stopAndCheck();
 });
+
+test('healthcheck: 0 healthy, 1 unreachable, 2 usage', async (t) => {
+  const server = await startServer(t);
+  const url = `http://127.0.0.1:${server.port}`;
+  const healthy = await runLinkspeed(t, ['healthcheck', `${url}/`]);
+  assert.equal(healthy.code, 0, `stderr: ${healthy.stderr}`);
+
+  await server.stopAndCheck();
+  const down = await runLinkspeed(t, ['healthcheck', url]);
+  assert.equal(down.code, 1);
+  assert.ok(down.stderr.includes(`${url}/healthz`), down.stderr);
+
+  for (const [args, expected] of [
+    [['ftp://127.0.0.1'], 'ftp://127.0.0.1'],
+    [['--bogus'], '--bogus'],
+    [[url, url], 'at most one URL'],
+  ]) {
+    const result = await runLinkspeed(t, ['healthcheck', ...args]);
+    assert.equal(result.code, 2, `healthcheck ${args.join(' ')}: ${result.stderr}`);
+    assert.ok(result.stderr.includes(expected), result.stderr);
+  }
+});
