@@ -103,8 +103,12 @@ async function checkMaxTransfersPerIp(t, workers) {
     assert.equal(status, 429, `upgrade over the limit (attempt ${attempt})`);
   }
 
-  // Plain HTTP is not limited by the per-IP WebSocket count.
-  const health = await getHealth(server.port);
+  // Plain HTTP is not limited by the per-IP WebSocket count. The rejected upgrades'
+  // connections may still be closing in the other worker, so the count is awaited.
+  const health = await waitFor(async () => {
+    const current = await getHealth(server.port);
+    return current.connections === 3 ? current : null;
+  }, { timeoutMs: 3000, intervalMs: 50, message: '/healthz to count the 3 open connections' });
   assert.equal(health.connections, 3);
 
   // The open clients keep working.
