@@ -23,8 +23,8 @@ const DOWNLOAD_REQUEST_BYTES = 256 * 1024 * 1024;
 // the rate of a window from them. 8 MiB XHR POSTs on 6 streams reached 4.7 to 5.7 Gbit/s
 // in headless Chromium 156 on a 2-core VM over loopback.
 const UPLOAD_REQUEST_MS = 250;
-// A request is at most this many times the stream's last one: a small request that fits in
-// the socket buffers finishes at once and says nothing about the link's rate.
+// A request is at most this many times the stream's last one, because a small request that
+// fits in the socket buffers finishes at once and shows nothing of the link's rate.
 const UPLOAD_MAX_GROWTH = 4;
 const UPLOAD_FIRST_BYTES = 64 * 1024;
 const UPLOAD_MIN_BYTES = 64 * 1024;
@@ -70,8 +70,8 @@ async function runDownloadStream(counter, stopSignal, abortSignal) {
 }
 
 /**
- * Sends one upload request with XHR. Progress events feed the live rate; when the server
- * answers, the request's span and the byte count it confirmed go to counter.confirm().
+ * Sends one upload request with XHR. Progress events feed the live rate. When the response
+ * arrives, the request's span and the byte count it confirmed go to counter.confirm().
  * Resolves with the number of bytes the server confirmed, or 0 if the request was aborted.
  */
 function uploadOnce(counter, abortSignal, body) {

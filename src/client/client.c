@@ -29,6 +29,11 @@ void client_escape_controls(char *text, size_t size)
     memcpy(text, escaped, out + 1);
 }
 
+const char *client_direction_name(enum client_direction direction)
+{
+    return direction == CLIENT_DOWNLOAD ? "download" : "upload";
+}
+
 int client_fail(struct client_error *err, const char *format, ...)
 {
     va_list args;

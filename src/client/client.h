@@ -40,7 +40,7 @@ struct client_error {
 
 /* Replaces each control character of the string text (a buffer of size bytes, at most
  * CLIENT_ERROR_MAX) with \xNN, so that text from a server cannot steer a terminal or split
- * a CSV line; what no longer fits is cut. */
+ * a CSV line. What no longer fits is cut. */
 void client_escape_controls(char *text, size_t size);
 
 /* Fills err->message from a printf format, control characters escaped; returns -EIO so
@@ -49,6 +49,9 @@ int client_fail(struct client_error *err, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
 enum client_direction { CLIENT_DOWNLOAD, CLIENT_UPLOAD };
+
+/* Returns "download" or "upload". */
+const char *client_direction_name(enum client_direction direction);
 
 /* A live figure for the progress line, reported about every 100 ms. */
 struct client_progress {

@@ -28,8 +28,8 @@
 /* Upload requests are sized to last about METHOD_UPLOAD_REQUEST_MS at the stream's rate, so
  * that the server's per-request confirmations are fine grained enough for the window. */
 #define METHOD_UPLOAD_REQUEST_MS 250.0
-/* A request is at most this many times the stream's last one: a small request that fits in
- * the socket buffers finishes at once and says nothing about the link's rate. */
+/* A request is at most this many times the stream's last one, because a small request that
+ * fits in the socket buffers finishes at once and shows nothing of the link's rate. */
 #define METHOD_UPLOAD_MAX_GROWTH        4.0
 #define METHOD_UPLOAD_FIRST_BYTES       (64u * 1024u)
 #define METHOD_UPLOAD_MIN_REQUEST_BYTES (64u * 1024u)

@@ -120,7 +120,7 @@ static int on_binary(void *context, const uint8_t *payload, size_t length, bool 
 static void report_progress(struct ndt7_run *run, double now_ms)
 {
     struct client_progress progress = {
-        .phase = run->direction == CLIENT_DOWNLOAD ? "download" : "upload",
+        .phase = client_direction_name(run->direction),
         .streams = 1,
     };
 

@@ -796,8 +796,7 @@ static int run_bulk(struct run_state *run, enum client_direction direction,
         report_add_note(run->report, "%u of %u %s streams failed and were left out, the first: %s",
                         result->throughput.failed_streams,
                         result->throughput.failed_streams + result->throughput.streams,
-                        direction == CLIENT_DOWNLOAD ? "download" : "upload",
-                        result->throughput.stream_error);
+                        client_direction_name(direction), result->throughput.stream_error);
     return rc;
 }
 
@@ -814,7 +813,7 @@ static int run_ndt7(struct run_state *run, enum client_direction direction,
     result->throughput = ndt7.throughput;
     if (ndt7.close_code != 0 && ndt7.close_code != 1000)
         report_add_note(run->report, "ndt7 %s ended with close %d, not 1000",
-                        direction == CLIENT_DOWNLOAD ? "download" : "upload", ndt7.close_code);
+                        client_direction_name(direction), ndt7.close_code);
     result->has_server_bps = ndt7.has_server_measurement;
     result->server_bps = ndt7.server_bps;
     if (ndt7.has_server_measurement && ndt7.server_min_rtt_ms > 0 &&
@@ -847,7 +846,7 @@ static int measure_direction(struct run_state *run, enum client_direction direct
 {
     struct speedtest_report *report = run->report;
     bool download = direction == CLIENT_DOWNLOAD;
-    const char *phase = download ? "download" : "upload";
+    const char *phase = client_direction_name(direction);
     struct direction_report *result = download ? &report->download : &report->upload;
     struct probe_loaded *probes;
     int rc;
@@ -1012,7 +1011,7 @@ static bool any_phase_done(const struct speedtest_report *report)
 }
 
 /* Writes the result in the chosen output and returns 0. When stdout cannot take it (a full
- * disk, a closed pipe), it says so on stderr and returns -EIO. */
+ * disk, a closed pipe), it reports that on stderr and returns -EIO. */
 static int write_result(const struct speedtest_options *options,
                         const struct speedtest_report *report)
 {

@@ -103,7 +103,7 @@ struct phase {
     uint64_t confirmed_bytes;
     uint64_t finished_bytes; /* body bytes of the upload requests that got a 200 response */
     uint64_t download_request_bytes;
-    uint64_t upload_max_request_bytes; /* lowered when the server answers 413 */
+    uint64_t upload_max_request_bytes; /* lowered when the server responds with 413 */
     unsigned char *body;
     struct method_request *requests;
     size_t request_count;

@@ -33,7 +33,7 @@ struct worker {
     lws_sorted_usec_list_t sul_alive;
     uint64_t stop_deadline_us;
     int stopping;
-    int ndt7_stopped; /* ndt7 tests were told to close at the end of the grace period */
+    int ndt7_stopped; /* ndt7 tests were asked to close at the end of the grace period */
     int done;
     struct lws_dll2_owner ws_sessions;
     struct lws_dll2_owner ndt7_sessions;

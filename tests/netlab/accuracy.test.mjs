@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { Lab, labUnavailableReason } from './netlab.mjs';
+import { Lab, labUnavailableReason, mbit } from './netlab.mjs';
 
 // The page's figure must be within this fraction of iperf3's receiver figure.
 const THROUGHPUT_TOLERANCE = 0.05;
@@ -23,11 +23,6 @@ const BLOAT_LINK = { rateMbit: 10, burst: '64kb', latencyMs: 200 };
 const MIN_CUBIC_BLOAT_MS = 100;
 
 const unavailableReason = await labUnavailableReason();
-
-/** Formats a rate in bit/s as Mbit/s with one decimal. */
-function mbit(bps) {
-  return `${(bps / 1e6).toFixed(1)} Mbit/s`;
-}
 
 describe('netlab accuracy', { skip: unavailableReason ?? false }, () => {
   const lab = new Lab();

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { Lab, labUnavailableReason } from './netlab.mjs';
+import { Lab, labUnavailableReason, mbit } from './netlab.mjs';
 
 // The client's figure must be within this fraction of iperf3's receiver figure.
 const THROUGHPUT_TOLERANCE = 0.03;
@@ -24,11 +24,6 @@ const LINKS = [
 ];
 
 const unavailableReason = await labUnavailableReason();
-
-/** Formats a rate in bit/s as Mbit/s with one decimal. */
-function mbit(bps) {
-  return `${(bps / 1e6).toFixed(1)} Mbit/s`;
-}
 
 describe('netlab accuracy of linkspeed test', { skip: unavailableReason ?? false }, () => {
   const lab = new Lab();

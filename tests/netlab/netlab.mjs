@@ -41,6 +41,11 @@ const PAGE_CLIENT_TIMEOUT_MS = 60_000;
 // `linkspeed test` measures idle latency and then each direction for at most --duration.
 const CLI_TIMEOUT_MS = 60_000;
 
+/** Formats a rate in bit/s as Mbit/s with one decimal. */
+export function mbit(bps) {
+  return `${(bps / 1e6).toFixed(1)} Mbit/s`;
+}
+
 /** Runs a command and resolves with its stdout; rejects with its stderr when it fails or times out. */
 function run(command, args, timeoutMs = COMMAND_TIMEOUT_MS) {
   return new Promise((resolve, reject) => {
