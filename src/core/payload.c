@@ -67,6 +67,15 @@ uint8_t *payload_fragment(const struct payload *p, size_t index, size_t *len)
     return p->memory + index * (p->headroom_bytes + p->fragment_bytes) + p->headroom_bytes;
 }
 
+size_t payload_stream_fragments(const struct payload *p)
+{
+    size_t count = PAYLOAD_STREAM_BYTES / p->fragment_bytes;
+
+    if (count == 0)
+        return 1;
+    return count < p->fragment_count ? count : p->fragment_count;
+}
+
 void payload_destroy(struct payload *p)
 {
     if (p->memory != NULL)

@@ -98,7 +98,7 @@ static int write_h2_chunk(struct lws *wsi, struct http_session *s, const uint8_t
 }
 
 /* Writes the next fragment of the payload, or over HTTP/2 the next part of it, cycling
- * through the payload until N bytes went out. */
+ * through the payload's stream fragments until N bytes went out. */
 int bulk_down_writeable(struct lws *wsi, struct http_session *s)
 {
     const struct payload *p = worker_of(wsi)->payload;
@@ -125,7 +125,7 @@ int bulk_down_writeable(struct lws *wsi, struct http_session *s)
     s->body_sent += len;
     s->fragment_offset += len;
     if (s->fragment_offset == fragment_len) {
-        s->next_fragment = (s->next_fragment + 1) % p->fragment_count;
+        s->next_fragment = (s->next_fragment + 1) % payload_stream_fragments(p);
         s->fragment_offset = 0;
     }
     if (s->body_sent < s->body_size) {

@@ -422,7 +422,7 @@ static int send_frame(struct lws *wsi, struct ndt7_session *s)
     if (lws_write(wsi, data, len, (enum lws_write_protocol)flags) < 0)
         return -1;
 
-    s->next_fragment = (s->next_fragment + 1) % p->fragment_count;
+    s->next_fragment = (s->next_fragment + 1) % payload_stream_fragments(p);
     s->send_done_bytes += (uint32_t)len;
     s->bytes += len;
     s->last_data_us = now_us();

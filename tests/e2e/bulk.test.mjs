@@ -21,6 +21,7 @@ import {
   countDistinctBytes,
   getHealth,
   httpRequest,
+  openRecordedWebSocket,
   parseHttpResponseHead,
   sleep,
   startServer,
@@ -71,6 +72,27 @@ test('/__down sends exactly N random bytes', async (t) => {
   assert.equal(head.body.length, 0, 'HEAD has no body');
 
   await waitForIdleServer(server.port);
+  await server.stopAndCheck();
+});
+
+test('/__down repeats the first MiB of the payload, which differs from the rest', async (t) => {
+  // The default payload: 10 MiB in 1 MiB fragments; the /ws message sends all of it.
+  const server = await startServer(t, ['--workers', '1']);
+  const body = (await httpRequest(server.port, { path: `/__down?bytes=${3 * MiB}` })).body;
+  const first = body.subarray(0, MiB);
+
+  assert.equal(body.length, 3 * MiB);
+  assert.ok(first.equals(body.subarray(MiB, 2 * MiB)), 'second MiB repeats the first');
+  assert.ok(first.equals(body.subarray(2 * MiB)), 'third MiB repeats the first');
+  assert.ok(zlib.deflateSync(first).length > 0.99 * MiB, 'the repeated MiB is incompressible');
+
+  const { ws, recorder } = await openRecordedWebSocket(server.port);
+  ws.send('go');
+  const [{ data: message }] = await recorder.waitForMessages(1, 20_000);
+  ws.close();
+  assert.equal(message.length, 10 * MiB);
+  assert.ok(message.subarray(0, MiB).equals(first), '/ws sends the same first MiB');
+  assert.ok(!message.subarray(MiB, 2 * MiB).equals(first), '/ws goes on with other bytes');
   await server.stopAndCheck();
 });
 

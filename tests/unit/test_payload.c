@@ -63,6 +63,32 @@ static void content_is_random(void **state)
     payload_destroy(&p);
 }
 
+/* Byte streams cycle through the fragments that fit in PAYLOAD_STREAM_BYTES, at least one. */
+static void stream_fragments_fit_in_a_mebibyte(void **state)
+{
+    static const struct {
+        uint64_t size_bytes;
+        size_t fragment_bytes;
+        size_t expected;
+    } cases[] = {
+        {10485760, 1048576, 1}, /* the defaults */
+        {10485760, 65536, 16},  /* small fragments: 1 MiB of them */
+        {10485760, 400000, 2},  /* only whole fragments count */
+        {10485760, 4194304, 1}, /* a fragment over 1 MiB: that one fragment */
+        {100000, 4096, 25},     /* a payload under 1 MiB: all of it */
+        {64, 4096, 1},          /* one short fragment */
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct payload p;
+
+        assert_int_equal(payload_create(&p, cases[i].size_bytes, cases[i].fragment_bytes, 16), 0);
+        assert_int_equal(payload_stream_fragments(&p), cases[i].expected);
+        payload_destroy(&p);
+    }
+}
+
 static void zero_size_rejected(void **state)
 {
     struct payload p;
@@ -77,6 +103,7 @@ int main(void)
         cmocka_unit_test(fragments_cover_exact_size),
         cmocka_unit_test(headroom_does_not_overlap),
         cmocka_unit_test(content_is_random),
+        cmocka_unit_test(stream_fragments_fit_in_a_mebibyte),
         cmocka_unit_test(zero_size_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
