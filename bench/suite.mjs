@@ -252,8 +252,6 @@ async function runWsread(clients, port) {
  * transfer, which is what iperf3 reports.
  */
 async function runLinkspeedTest(port, args, direction) {
-  // TODO: linkspeed test has no flag that turns off its early stop on a stable rate, so
-  // these parts may end before --duration while iperf3 always runs the full time.
   const command = [...clientPrefix, options.bin, 'test', '--json', '--no-latency', ...args,
     `http://127.0.0.1:${port}`];
   const result = JSON.parse(await runCommand(command, CLIENT_TIMEOUT_MS));
@@ -394,9 +392,10 @@ async function main() {
     const downUrl = () => `${base(servers.linkspeed)}/__down?bytes=${REQUEST_BYTES}`;
     const fileUrl = () => `${base(servers.nginx)}/file.bin`;
     const linkspeedDown = (streams) => runLinkspeedTest(servers.linkspeed.port,
-      ['--no-upload', '--streams', String(streams), '--duration', String(durationS)], 'download');
+      ['--no-upload', '--streams', String(streams), '--duration', String(durationS), '--no-early-stop'],
+      'download');
     const linkspeedUp = () => runLinkspeedTest(servers.linkspeed.port,
-      ['--no-download', '--streams', '1', '--duration', String(durationS)], 'upload');
+      ['--no-download', '--streams', '1', '--duration', String(durationS), '--no-early-stop'], 'upload');
     const linkspeedNdt7 = (direction) => runLinkspeedTest(servers.linkspeed.port,
       ['--ndt7', direction === 'download' ? '--no-upload' : '--no-download'], direction);
     const linkspeedClient = '`linkspeed test`';

@@ -57,7 +57,7 @@ static int push_window(struct method_phase *phase, double bps)
 }
 
 int method_phase_init(struct method_phase *phase, unsigned streams, unsigned max_streams,
-                      double max_duration_ms, double start_ms)
+                      double max_duration_ms, bool stop_when_stable, double start_ms)
 {
     struct method_sample start = {.time_ms = start_ms, .bytes = 0};
 
@@ -65,8 +65,9 @@ int method_phase_init(struct method_phase *phase, unsigned streams, unsigned max
     phase->automatic = streams == 0;
     phase->max_streams = max_streams > 0 ? max_streams : 1;
     phase->max_duration_ms = max_duration_ms;
-    phase->min_duration_ms =
-        max_duration_ms < METHOD_MIN_DURATION_MS ? max_duration_ms : METHOD_MIN_DURATION_MS;
+    phase->min_duration_ms = max_duration_ms;
+    if (stop_when_stable && max_duration_ms > METHOD_MIN_DURATION_MS)
+        phase->min_duration_ms = METHOD_MIN_DURATION_MS;
     phase->streams = phase->automatic ? 1 : streams;
     phase->ramping = true;
     phase->start = start;

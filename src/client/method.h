@@ -81,10 +81,11 @@ struct method_window {
 };
 
 /* Starts a phase at start_ms with `streams` fixed streams, or automatic streams (starting with
- * one) when streams is 0; max_streams caps the automatic ramp. Returns the number of streams
- * to start now, or -ENOMEM. */
+ * one) when streams is 0; max_streams caps the automatic ramp. Without stop_when_stable the
+ * phase runs for max_duration_ms whatever the rate does. Returns the number of streams to
+ * start now, or -ENOMEM. */
 int method_phase_init(struct method_phase *phase, unsigned streams, unsigned max_streams,
-                      double max_duration_ms, double start_ms);
+                      double max_duration_ms, bool stop_when_stable, double start_ms);
 
 void method_phase_free(struct method_phase *phase);
 

@@ -58,6 +58,7 @@ struct speedtest_options {
     bool streams_set;
     double duration_s; /* maximum per direction */
     bool duration_set;
+    bool stop_when_stable; /* end a direction before duration_s once its rate is stable */
     bool run_latency;
     bool run_download;
     bool run_upload;
@@ -111,6 +112,8 @@ static void print_help(FILE *out)
           "                    adds streams while the rate grows\n"
           "  --duration S      maximum seconds per direction, 1 to 60 (default 10); a\n"
           "                    stable rate ends a direction sooner\n"
+          "  --no-early-stop   run each direction for the whole --duration, as iperf3 does;\n"
+          "                    the ramp-up is still left out of the result\n"
           "  --timeout S       fail a connection or transfer that makes no progress for\n"
           "                    S seconds, 0.1 to 600 (default 10)\n"
           "  --no-latency      skip idle latency and latency under load\n"
@@ -320,6 +323,7 @@ enum {
     OPTION_NO_LATENCY,
     OPTION_NO_DOWNLOAD,
     OPTION_NO_UPLOAD,
+    OPTION_NO_EARLY_STOP,
     OPTION_NDT7,
     OPTION_LEGACY,
     OPTION_INSECURE,
@@ -335,6 +339,7 @@ static const struct option LONG_OPTIONS[] = {
     {"no-latency", no_argument, NULL, OPTION_NO_LATENCY},
     {"no-download", no_argument, NULL, OPTION_NO_DOWNLOAD},
     {"no-upload", no_argument, NULL, OPTION_NO_UPLOAD},
+    {"no-early-stop", no_argument, NULL, OPTION_NO_EARLY_STOP},
     {"ndt7", no_argument, NULL, OPTION_NDT7},
     {"legacy", no_argument, NULL, OPTION_LEGACY},
     {"insecure", no_argument, NULL, OPTION_INSECURE},
@@ -352,6 +357,7 @@ static void set_defaults(struct speedtest_options *options)
     options->target.timeout_s = TIMEOUT_DEFAULT_S;
     options->method = SPEEDTEST_METHOD_BULK;
     options->duration_s = DURATION_DEFAULT_S;
+    options->stop_when_stable = true;
     options->run_latency = true;
     options->run_download = true;
     options->run_upload = true;
@@ -381,6 +387,9 @@ static int apply_flag(struct speedtest_options *options, int flag, const char *v
         return 0;
     case OPTION_NO_UPLOAD:
         options->run_upload = false;
+        return 0;
+    case OPTION_NO_EARLY_STOP:
+        options->stop_when_stable = false;
         return 0;
     case OPTION_NDT7:
         if (options->method == SPEEDTEST_METHOD_LEGACY)
@@ -439,6 +448,14 @@ static int check_combinations(const struct speedtest_options *options, bool json
         return usage_error(message, size,
                            "--duration cannot be used with --ndt7: the protocol fixes 10 s per "
                            "direction");
+    if (options->method == SPEEDTEST_METHOD_NDT7 && !options->stop_when_stable)
+        return usage_error(message, size,
+                           "--no-early-stop cannot be used with --ndt7: the protocol fixes 10 s "
+                           "per direction");
+    if (options->method == SPEEDTEST_METHOD_LEGACY && !options->stop_when_stable)
+        return usage_error(message, size,
+                           "--no-early-stop cannot be used with --legacy: it runs %d transfers",
+                           LEGACY_TRANSFERS);
     if (options->method == SPEEDTEST_METHOD_LEGACY && options->duration_set)
         return usage_error(message, size,
                            "--duration cannot be used with --legacy: it runs %d transfers",
@@ -784,6 +801,7 @@ static int run_bulk(struct run_state *run, enum client_direction direction,
         .direction = direction,
         .streams = run->options->streams,
         .max_duration_s = run->options->duration_s,
+        .stop_when_stable = run->options->stop_when_stable,
         .progress = show_progress,
         .progress_context = run,
         .cancel = &cancel_signal,

@@ -729,7 +729,8 @@ static int run_until_stop(struct phase *phase, struct method_sample *stop)
     double now = now_ms();
     double next_tick_ms = now + METHOD_TICK_MS;
     int streams = method_phase_init(&phase->method, phase->options->streams, CLIENT_MAX_STREAMS,
-                                    phase->options->max_duration_s * 1000.0, now);
+                                    phase->options->max_duration_s * 1000.0,
+                                    phase->options->stop_when_stable, now);
 
     if (streams < 0)
         return streams;

@@ -7,11 +7,13 @@
 #include "client.h"
 
 #include <signal.h>
+#include <stdbool.h>
 
 struct transfer_options {
     enum client_direction direction;
     unsigned streams;      /* 1..CLIENT_MAX_STREAMS, or 0 for automatic */
     double max_duration_s; /* the phase ends at this time at the latest */
+    bool stop_when_stable; /* end sooner once the rate is stable */
     client_progress_fn progress;
     void *progress_context;
     const volatile sig_atomic_t *cancel; /* nonzero: stop now and fail with -ECANCELED */

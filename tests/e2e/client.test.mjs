@@ -145,7 +145,7 @@ test('test --help lists every flag', async (t) => {
   const result = await runClient(t, ['--help']);
   assert.equal(result.code, 0, describeRun(result));
   for (const flag of ['--streams', '--duration', '--timeout', '--no-latency', '--no-download', '--no-upload',
-    '--ndt7', '--legacy', '-4', '-6', '--insecure', '--json', '--csv', '--csv-header', '--quiet']) {
+    '--no-early-stop', '--ndt7', '--legacy', '-4', '-6', '--insecure', '--json', '--csv', '--csv-header', '--quiet']) {
     assert.ok(result.stdout.includes(flag), `help mentions ${flag}`);
   }
 });
@@ -311,6 +311,22 @@ test('--duration bounds each direction', async (t) => {
   await server.stopAndCheck();
 });
 
+test('--no-early-stop runs each direction for the whole --duration', async (t) => {
+  const server = await startServer(t);
+  // A loopback rate is stable long before 5 s; the default stops at the 4 s minimum.
+  const { result, output } = await runJson(t, [serverUrl(server), '--streams', '1', '--no-latency',
+    '--duration', '5', '--no-early-stop']);
+
+  assert.equal(result.code, 0, describeRun(result));
+  for (const direction of ['download', 'upload']) {
+    const duration = output[`${direction}_duration_ms`];
+    assert.ok(duration >= 4950, `${direction}_duration_ms ${duration} for --duration 5`);
+    assert.ok(output[`${direction}_stable_window_ms`] >= 3000,
+      `${direction}_stable_window_ms ${output[`${direction}_stable_window_ms`]}`);
+  }
+  await server.stopAndCheck();
+});
+
 test('--no-download, --no-upload and --no-latency skip their phase', async (t) => {
   const server = await startServer(t);
   const url = serverUrl(server);
@@ -362,6 +378,8 @@ const USAGE_ERRORS = [
   [['--ndt7', '--duration', '5'], '--ndt7'],
   [['--legacy', '--streams', '2'], '--legacy'],
   [['--legacy', '--duration', '5'], '--legacy'],
+  [['--ndt7', '--no-early-stop'], '--no-early-stop'],
+  [['--legacy', '--no-early-stop'], '--no-early-stop'],
   [['--legacy', '--no-download'], '--no-download'],
   [['-4', '-6'], '-6'],
   [['--no-latency', '--no-download', '--no-upload'], 'nothing to measure'],

@@ -3,6 +3,7 @@
  * attribution and upload request sizing. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -18,13 +19,22 @@ struct simulation {
     uint64_t bytes;
 };
 
-static void simulation_start(struct simulation *sim, unsigned streams, unsigned max_streams,
-                             double max_duration_ms, int expected_streams)
+static void simulation_start_with(struct simulation *sim, unsigned streams, unsigned max_streams,
+                                  double max_duration_ms, bool stop_when_stable,
+                                  int expected_streams)
 {
     sim->now_ms = 0;
     sim->bytes = 0;
-    assert_int_equal(method_phase_init(&sim->phase, streams, max_streams, max_duration_ms, 0),
-                     expected_streams);
+    assert_int_equal(
+        method_phase_init(&sim->phase, streams, max_streams, max_duration_ms, stop_when_stable, 0),
+        expected_streams);
+}
+
+/* Starts a phase that stops once the rate is stable, as the client does by default. */
+static void simulation_start(struct simulation *sim, unsigned streams, unsigned max_streams,
+                             double max_duration_ms, int expected_streams)
+{
+    simulation_start_with(sim, streams, max_streams, max_duration_ms, true, expected_streams);
 }
 
 /* Moves the clock one tick on, with the phase moving data at bps meanwhile. */
@@ -88,6 +98,28 @@ static void test_fixed_stable_stops_at_minimum(void **state)
     assert_float_equal(window.end.time_ms, 4000, 1e-9);
     assert_float_equal(method_bps(window.end.bytes - window.start.bytes, 3000), 800 * MBPS,
                        800 * MBPS * 1e-6);
+    method_phase_free(&sim.phase);
+}
+
+static void test_stable_without_early_stop_runs_to_maximum(void **state)
+{
+    struct simulation sim;
+    struct method_window window;
+    int decision = METHOD_CONTINUE;
+
+    (void)state;
+    simulation_start_with(&sim, 4, 16, 10000, false, 4);
+    while (decision == METHOD_CONTINUE)
+        decision = simulation_tick(&sim, 800 * MBPS);
+
+    assert_int_equal(decision, METHOD_STOP);
+    assert_float_equal(sim.now_ms, 10000, 1e-9);
+    assert_true(sim.phase.stable);
+
+    /* The window still leaves the first second, the ramp-up, out. */
+    window = method_phase_window(&sim.phase, sim.now_ms, sim.bytes);
+    assert_float_equal(window.start.time_ms, 1000, 1e-9);
+    assert_float_equal(window.end.time_ms, 10000, 1e-9);
     method_phase_free(&sim.phase);
 }
 
@@ -316,6 +348,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bps_units),
         cmocka_unit_test(test_fixed_stable_stops_at_minimum),
+        cmocka_unit_test(test_stable_without_early_stop_runs_to_maximum),
         cmocka_unit_test(test_unstable_runs_to_maximum),
         cmocka_unit_test(test_stability_tolerance),
         cmocka_unit_test(test_short_maximum_wins),

@@ -442,6 +442,7 @@ static struct transfer_options options_for(enum client_direction direction, unsi
         .direction = direction,
         .streams = streams,
         .max_duration_s = max_duration_s,
+        .stop_when_stable = true,
     };
     return options;
 }
