@@ -418,6 +418,17 @@ enum config_result config_parse_serve(struct config *cfg, int argc, char **argv,
         }
     }
 
+    /* The name goes into the page, JSON answers and log lines, none of which should carry a
+     * line break or a terminal escape. */
+    for (const char *c = cfg->name; c != NULL && *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            snprintf(message, message_size,
+                     "--name: invalid control character 0x%02x at byte %zu; use printable text",
+                     (unsigned char)*c, (size_t)(c - cfg->name));
+            return CONFIG_INVALID;
+        }
+    }
+
     struct stat st;
     if (cfg->web_root != NULL && (stat(cfg->web_root, &st) != 0 || !S_ISDIR(st.st_mode))) {
         snprintf(message, message_size, "--web-root: \"%.200s\" is not a readable directory",

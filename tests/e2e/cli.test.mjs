@@ -64,6 +64,8 @@ const INVALID_FLAG_VALUES = [
   [['--log-level', 'verbose'], 'log-level'],
   [['--listen', 'not-an-address'], 'listen'],
   [['--listen', '127.0.0.1:70000'], 'listen'],
+  [['--name', 'lab\r\nX-Injected: 1'], 'name'],
+  [['--name', 'lab\x1b[31m'], 'name'],
 ];
 
 test('invalid flag values exit 2 naming the flag', async (t) => {

@@ -641,13 +641,15 @@ test('result that cannot be written: exit 1', async (t) => {
 });
 
 test('control characters from the server are escaped', async (t) => {
-  const server = await startServer(t, ['--name', 'lab\x1b[31m\r\nDownload 999 Gbit/s']);
-  const text = await runClient(t, [serverUrl(server), '--no-latency', '--no-upload', '--duration', '1']);
+  const server = await startServer(t);
+  const port = await startProxy(t, server.port, { serverName: 'lab\x1b[31m\r\nDownload 999 Gbit/s' });
+  const url = `http://127.0.0.1:${port}`;
+  const text = await runClient(t, [url, '--no-latency', '--no-upload', '--duration', '1']);
   assert.equal(text.code, 0, describeRun(text));
   assert.ok(!/[\x00-\x08\x0b-\x1f\x7f]/.test(text.stdout), `raw control characters in:\n${JSON.stringify(text.stdout)}`);
   assert.match(text.stdout, /^Server\s+lab\\x1b\[31m\\x0d\\x0aDownload 999 Gbit\/s at /m);
 
-  const csv = await runClient(t, [serverUrl(server), '--csv', '--no-latency', '--no-upload', '--duration', '1']);
+  const csv = await runClient(t, [url, '--csv', '--no-latency', '--no-upload', '--duration', '1']);
   assert.equal(csv.stdout.trimEnd().split('\n').length, 1, `--csv wrote one line: ${JSON.stringify(csv.stdout)}`);
   await server.stopAndCheck();
 });

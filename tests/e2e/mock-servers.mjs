@@ -92,11 +92,20 @@ export function startClosingServer(t, { bytesBeforeClose = 1024 * 1024 } = {}) {
 // `rejectRequest(request)` returns the HTTP status to respond with to a plain
 // request, or null to forward it. `rejectUpgrade(request)` returns true to
 // reject a WebSocket upgrade with 404, or an HTTP status to reject it with, instead of
-// forwarding it. Forwarded upgrades are spliced byte for byte.
-export function startProxy(t, targetPort, { rejectRequest = () => null, rejectUpgrade: rejectsUpgrade = () => false } = {}) {
+// forwarding it. Forwarded upgrades are spliced byte for byte. With `serverName`, the
+// proxy answers /api/v1/info itself with that name, which the real server would reject.
+export function startProxy(t, targetPort, {
+  rejectRequest = () => null, rejectUpgrade: rejectsUpgrade = () => false, serverName = null,
+} = {}) {
   const agent = new http.Agent({ keepAlive: true });
   t.after(() => agent.destroy());
   const server = http.createServer((request, response) => {
+    if (serverName !== null && new URL(request.url, 'http://mock').pathname === '/api/v1/info') {
+      request.resume();
+      response.writeHead(200, { 'Content-Type': 'application/json' });
+      response.end(JSON.stringify({ version: '0.1.0', server_name: serverName, client_ip: '127.0.0.1' }));
+      return;
+    }
     const status = rejectRequest(request);
     if (status !== null) {
       request.resume();

@@ -227,11 +227,34 @@ static void web_root_must_be_directory(void **state)
     assert_int_equal(parse(&cfg, message, 2, dir), CONFIG_OK);
 }
 
+static void name_without_control_characters(void **state)
+{
+    struct config cfg;
+    char message[512];
+    char *escape[] = {"--name", "lab\x1b[31m"};
+    char *line_break[] = {"--name", "lab\nX-Injected: 1"};
+    char *printable[] = {"--name", "lab 1 – Zürich"};
+    (void)state;
+
+    assert_int_equal(parse(&cfg, message, 2, escape), CONFIG_INVALID);
+    assert_non_null(strstr(message, "--name: invalid control character 0x1b at byte 3"));
+    assert_int_equal(parse(&cfg, message, 2, line_break), CONFIG_INVALID);
+    assert_non_null(strstr(message, "0x0a at byte 3"));
+    assert_int_equal(parse(&cfg, message, 2, printable), CONFIG_OK);
+    assert_string_equal(cfg.name, "lab 1 – Zürich");
+
+    setenv("LINKSPEED_NAME", "lab\r", 1);
+    assert_int_equal(parse(&cfg, message, 0, NULL), CONFIG_INVALID);
+    assert_non_null(strstr(message, "0x0d at byte 3"));
+    unsetenv("LINKSPEED_NAME");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_match_documentation),
         cmocka_unit_test(web_root_must_be_directory),
+        cmocka_unit_test(name_without_control_characters),
         cmocka_unit_test(http2_switch_and_tls_pair),
         cmocka_unit_test(flags_set_values),
         cmocka_unit_test(invalid_values_name_flag_and_range),
