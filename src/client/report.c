@@ -478,20 +478,26 @@ void report_clear_live_line(FILE *out)
     fputs("\r\033[K", out);
 }
 
-void report_write_live_line(FILE *out, const struct client_progress *progress)
+void report_write_live_line(FILE *out, const struct client_progress *progress, unsigned columns)
 {
     char rate[32];
     char bytes[32];
+    char line[128];
 
-    report_clear_live_line(out);
     if (progress->bytes == 0 && progress->current_bps <= 0) {
-        fprintf(out, "%-9s measuring... %.1f s", progress->phase, progress->elapsed_ms / 1000.0);
+        snprintf(line, sizeof(line), "%-9s measuring... %.1f s", progress->phase,
+                 progress->elapsed_ms / 1000.0);
     } else {
         report_format_rate(rate, sizeof(rate), progress->current_bps);
         format_bytes(bytes, sizeof(bytes), (double)progress->bytes);
-        fprintf(out, "%-9s %14s  %5.1f s  %10s  %u stream%s", progress->phase, rate,
-                progress->elapsed_ms / 1000.0, bytes, progress->streams,
-                progress->streams == 1 ? "" : "s");
+        snprintf(line, sizeof(line), "%-9s %14s  %5.1f s  %10s  %u stream%s", progress->phase, rate,
+                 progress->elapsed_ms / 1000.0, bytes, progress->streams,
+                 progress->streams == 1 ? "" : "s");
     }
+    /* The line is ASCII, so one byte is one column. */
+    if (columns > 0 && strlen(line) >= columns)
+        line[columns - 1] = '\0';
+    report_clear_live_line(out);
+    fputs(line, out);
     fflush(out);
 }

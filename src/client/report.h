@@ -86,8 +86,10 @@ void report_write_summary(FILE *out, const struct speedtest_report *report);
 void report_write_phase_line(FILE *out, const struct speedtest_report *report, const char *phase);
 
 /* Redraws the live progress line in place on a terminal: phase, rate, elapsed time,
- * bytes and streams. The next write must start with report_clear_live_line(). */
-void report_write_live_line(FILE *out, const struct client_progress *progress);
+ * bytes and streams. A terminal `columns` wide (0: unknown) gets at most columns - 1
+ * characters, because a line that wraps cannot be redrawn in place. The next write must
+ * start with report_clear_live_line(). */
+void report_write_live_line(FILE *out, const struct client_progress *progress, unsigned columns);
 
 void report_clear_live_line(FILE *out);
 

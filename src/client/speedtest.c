@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -707,12 +708,23 @@ static void fail_phase(struct run_state *run, const char *phase)
     report->exit_code = EXIT_FAILED;
 }
 
+/* Returns the width of the terminal on stderr, or 0 when it is unknown. It is read at every
+ * redraw, so a resized window takes effect at once. */
+static unsigned terminal_columns(void)
+{
+    struct winsize size;
+
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &size) != 0)
+        return 0;
+    return size.ws_col;
+}
+
 static void show_phase_start(struct run_state *run, const char *phase)
 {
     struct client_progress start = {.phase = phase};
 
     if (run->live_line)
-        report_write_live_line(stderr, &start);
+        report_write_live_line(stderr, &start, terminal_columns());
 }
 
 static void show_phase_end(struct run_state *run, const char *phase, enum phase_state state)
@@ -733,7 +745,7 @@ static void show_progress(void *context, const struct client_progress *progress)
     struct run_state *run = context;
 
     if (run->live_line)
-        report_write_live_line(stderr, progress);
+        report_write_live_line(stderr, progress, terminal_columns());
 }
 
 static const char *fallback_latency_source(const struct speedtest_options *options)

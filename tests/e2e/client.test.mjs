@@ -264,6 +264,22 @@ test('terminal: live progress line, then summary', async (t) => {
   await server.stopAndCheck();
 });
 
+test('terminal: live line fits a narrow window', async (t) => {
+  const server = await startServer(t);
+  const command = [BINARY, 'test', serverUrl(server), '--duration', '1', '--no-upload'].map(shellQuote).join(' ');
+  const result = await runOnTerminal(t, `stty cols 40 && ${command}`);
+
+  assert.equal(result.code, 0, describeRun(result));
+  // Each redraw starts with "\r ESC[K". A live line is what follows up to the next redraw;
+  // a finished phase's line ends with a line break and may wrap.
+  const liveLines = result.stdout.split('\r\x1b[K').slice(1).filter((part) => !part.includes('\n'));
+  assert.ok(liveLines.some((line) => line.startsWith('download')), JSON.stringify(result.stdout));
+  for (const line of liveLines) {
+    assert.ok(line.length <= 39, `live line of ${line.length} characters: ${JSON.stringify(line)}`);
+  }
+  await server.stopAndCheck();
+});
+
 // Runs `command` on a pseudo-terminal with script(1) from util-linux (-e: its
 // exit code is the command's) and resolves with everything the terminal showed.
 async function runOnTerminal(t, command) {
