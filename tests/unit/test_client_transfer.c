@@ -522,8 +522,8 @@ static void test_download_halves_request(void **state)
     assert_int_equal(transfer_measure(&target, &options, &result, &err), 0);
     mock_stop(&mock);
 
-    /* 256, 128, ... 4 MiB are over the limit; 2 MiB is served. */
-    assert_int_equal(atomic_load(&mock.rejected_downloads), 7);
+    /* 1024, 512, ... 4 MiB are over the limit; 2 MiB is served. */
+    assert_int_equal(atomic_load(&mock.rejected_downloads), 9);
     assert_int_equal(atomic_load(&mock.smallest_download), 2 * MIB);
     assert_true(result.bps > 0);
 }
@@ -582,7 +582,7 @@ static void expect_failure(enum mock_mode mode, enum client_direction direction,
     struct mock mock;
 
     mock_init(&mock, mode);
-    expect_mock_failure(&mock, direction, timeout_s, 268435456, expected_detail, false,
+    expect_mock_failure(&mock, direction, timeout_s, 1073741824, expected_detail, false,
                         expected_status);
 }
 
@@ -614,7 +614,7 @@ static void test_download_http_404(void **state)
 
     (void)state;
     mock_init(&mock, MOCK_ERROR);
-    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 268435456, "HTTP 404: not found", true, 404);
+    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 1073741824, "HTTP 404: not found", true, 404);
 }
 
 static void test_download_http_400_reason(void **state)
@@ -651,8 +651,8 @@ static void test_reason_escapes_control_characters(void **state)
     mock_init(&mock, MOCK_ERROR);
     mock.error_status = 503;
     mock.error_body = "busy\x1b[2J\tnow\x7f\r\nsecond line\n";
-    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 268435456, "HTTP 503: busy\\x1b[2J\\x09now\\x7f",
-                        true, 503);
+    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 1073741824,
+                        "HTTP 503: busy\\x1b[2J\\x09now\\x7f", true, 503);
 }
 
 static void test_reason_omitted_for_long_body(void **state)
@@ -666,7 +666,7 @@ static void test_reason_omitted_for_long_body(void **state)
     mock_init(&mock, MOCK_ERROR);
     mock.error_status = 503;
     mock.error_body = body;
-    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 268435456, "HTTP 503", true, 503);
+    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 1073741824, "HTTP 503", true, 503);
 }
 
 static void test_reason_omitted_for_html(void **state)
@@ -678,7 +678,7 @@ static void test_reason_omitted_for_html(void **state)
     mock.error_status = 503;
     mock.error_content_type = "text/html";
     mock.error_body = "<html>Service Unavailable</html>\n";
-    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 268435456, "HTTP 503", true, 503);
+    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 1073741824, "HTTP 503", true, 503);
 }
 
 static void test_reason_of_untyped_body(void **state)
@@ -690,7 +690,7 @@ static void test_reason_of_untyped_body(void **state)
     mock.error_status = 503;
     mock.error_content_type = NULL;
     mock.error_body = "server at capacity, retry later\n";
-    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 268435456,
+    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 1073741824,
                         "HTTP 503: server at capacity, retry later", true, 503);
 }
 
@@ -704,7 +704,7 @@ static void expect_download_length_failure(const char *response, size_t padding_
     mock_init(&mock, MOCK_RAW_DOWNLOAD);
     mock.download_response = response;
     mock.download_padding_bytes = padding_bytes;
-    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 268435456, expected_detail, true, 0);
+    expect_mock_failure(&mock, CLIENT_DOWNLOAD, 2, 1073741824, expected_detail, true, 0);
 }
 
 static void test_download_captive_portal(void **state)
@@ -713,14 +713,14 @@ static void test_download_captive_portal(void **state)
     expect_download_length_failure("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
                                    "Content-Length: 27\r\n\r\n"
                                    "<html>Log in first</html>\n\n",
-                                   0, "Content-Length 27, expected 268435456");
+                                   0, "Content-Length 27, expected 1073741824");
 }
 
 static void test_download_body_over_content_length(void **state)
 {
     (void)state;
     expect_download_length_failure("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", 100000,
-                                   "Content-Length 10, expected 268435456");
+                                   "Content-Length 10, expected 1073741824");
 }
 
 static void test_download_without_content_length(void **state)
@@ -728,7 +728,7 @@ static void test_download_without_content_length(void **state)
     (void)state;
     expect_download_length_failure("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
                                    "<html>Log in first</html>\n\n",
-                                   0, "no Content-Length, expected 268435456 bytes");
+                                   0, "no Content-Length, expected 1073741824 bytes");
 }
 
 static void test_download_chunked_body(void **state)
@@ -736,14 +736,14 @@ static void test_download_chunked_body(void **state)
     (void)state;
     expect_download_length_failure("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                                    "1b\r\n<html>Log in first</html>\n\n\r\n0\r\n\r\n",
-                                   0, "no Content-Length, expected 268435456 bytes");
+                                   0, "no Content-Length, expected 1073741824 bytes");
 }
 
 static void test_download_empty_body(void **state)
 {
     (void)state;
     expect_download_length_failure("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0,
-                                   "Content-Length 0, expected 268435456");
+                                   "Content-Length 0, expected 1073741824");
 }
 
 static void test_download_stall(void **state)
@@ -785,7 +785,7 @@ static void test_connection_refused(void **state)
     target_for(&target, ntohs(address.sin_port));
     assert_true(transfer_measure(&target, &options, &result, &err) < 0);
     snprintf(expected, sizeof(expected),
-             "download: GET http://127.0.0.1:%d/__down?bytes=268435456: connection refused",
+             "download: GET http://127.0.0.1:%d/__down?bytes=1073741824: connection refused",
              ntohs(address.sin_port));
     assert_string_equal(err.message, expected);
 }
@@ -820,7 +820,7 @@ static void test_connect_timeout(void **state)
     close(listener);
 
     snprintf(expected, sizeof(expected),
-             "download: GET http://127.0.0.1:%d/__down?bytes=268435456: connection timed out "
+             "download: GET http://127.0.0.1:%d/__down?bytes=1073741824: connection timed out "
              "after 0.5 s",
              ntohs(address.sin_port));
     assert_string_equal(err.message, expected);
@@ -848,7 +848,7 @@ static void expect_one_stream_failure(struct mock *mock, enum client_direction d
 
     assert_string_equal(err.message, "");
     assert_int_equal(rc, 0);
-    format_request(request, sizeof(request), mock, direction, 268435456);
+    format_request(request, sizeof(request), mock, direction, 1073741824);
     snprintf(expected, sizeof(expected), "%s: %s", request, expected_detail);
     assert_int_equal(result->streams, 1);
     assert_int_equal(result->failed_streams, 1);
@@ -894,7 +894,7 @@ static void test_captive_portal_bytes_not_counted(void **state)
     mock.download_response = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
                              "Content-Length: 27\r\n\r\n"
                              "<html>Log in first</html>\n\n";
-    expect_one_stream_failure(&mock, CLIENT_DOWNLOAD, "Content-Length 27, expected 268435456",
+    expect_one_stream_failure(&mock, CLIENT_DOWNLOAD, "Content-Length 27, expected 1073741824",
                               &result);
     /* The portal's 27 bytes are not payload. */
     assert_true(result.bytes <= atomic_load(&mock.served_download_bytes));
