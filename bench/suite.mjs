@@ -638,10 +638,11 @@ function formatMethod() {
   \`--max-transfers-per-ip\` raised above the number of clients. One worker is one
   thread, like iperf3 3.12.
 - linkspeed /__down and /__up: \`linkspeed test --json --no-latency --no-upload --streams N
-  --duration ${durationS}\`, and \`--no-download --streams 1\` for the upload. The rate is its
-  \`download_bps\` or \`upload_bps\`, over the stable window that docs/methodology.md
-  describes (the ramp-up left out); the rounds table also gives the rate over the whole
-  transfer. A stable rate may end a direction before ${durationS} s.
+  --duration ${durationS} --no-early-stop\`, and \`--no-download --streams 1\` for the upload,
+  so that each runs the whole ${durationS} s as iperf3 does. The rate is its \`download_bps\` or
+  \`upload_bps\`, over the stable window that docs/methodology.md describes (the first
+  second, the ramp-up, left out); the rounds table also gives the rate over the whole
+  transfer.
 - linkspeed ndt7: \`linkspeed test --json --no-latency --ndt7\` with \`--no-upload\` or
   \`--no-download\`. The download rate is the client's \`download_bps\`, the upload rate
   the server's figure, \`upload_server_bps\`.
@@ -652,8 +653,9 @@ function formatMethod() {
   (written and flushed to disk before the parts start, so it is in the page cache).
   \`bench/httpread.c\` reads it, a libcurl client (multi interface, one connection per
   stream) that GETs the file one request after another on each stream for ${durationS} s.
-  linkspeed and iperf3 send one buffer of 10 MiB or 1 MiB again and again, but nginx sends
-  a 1 GiB file, so the client copies bytes that are not in the CPU cache.
+  linkspeed and iperf3 send one buffer again and again (linkspeed the first 1 MiB of its
+  payload, or all 10 MiB over /ws; iperf3 one of 1 MiB), but nginx sends a 1 GiB file, so
+  its bytes are not in the CPU cache.
 - Node.js: \`bench/ws-node-server.mjs\`, the /ws protocol with the \`ws\` package: every text
   message gets one 10485760-byte binary message from one random buffer.
 - Client CPU (rounds table, where the client reports it): a figure close to the part's
