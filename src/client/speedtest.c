@@ -46,6 +46,10 @@ enum {
     IDLE_PROBE_GAP_MS = 50,
     LOADED_PROBE_INTERVAL_MS = 200,
     LEGACY_TRANSFERS = 10,
+    /* A transfer rejected with HTTP 429 is tried again without loaded probes, up to 3 times,
+     * 100, 200 and 300 ms after the previous try. */
+    RETRY_ATTEMPTS = 3,
+    RETRY_GAP_MS = 100,
     INFO_MAX_BODY_BYTES = 16384,
     USAGE_MESSAGE_MAX = CLIENT_URL_MAX + 256,
 };
@@ -793,7 +797,7 @@ static struct probe_loaded *start_loaded_probes(struct run_state *run, const cha
     if (!run->options->run_latency || run->latency_endpoint_missing)
         return NULL;
     rc = probe_loaded_start(&run->options->target, LOADED_PROBE_INTERVAL_MS, &probes, &error);
-    if (rc == -ENOENT) {
+    if (rc == -ENOENT && (error.status == 0 || error.status == 404)) {
         run->latency_endpoint_missing = true;
         run->latency_endpoint_status = error.status;
         return NULL;
@@ -872,6 +876,42 @@ static int run_legacy(struct run_state *run, struct direction_report *result)
 }
 
 /* Runs download or upload with the selected method and loaded-latency probes beside it. */
+static int run_method(struct run_state *run, enum client_direction direction,
+                      struct direction_report *result)
+{
+    switch (run->options->method) {
+    case SPEEDTEST_METHOD_NDT7:
+        return run_ndt7(run, direction, result);
+    case SPEEDTEST_METHOD_LEGACY:
+        return run_legacy(run, result);
+    case SPEEDTEST_METHOD_BULK:
+    default:
+        return run_bulk(run, direction, result);
+    }
+}
+
+/* Runs the direction again, without loaded probes, after the server rejected it with HTTP
+ * 429. The connection that held the address's last slot (a probe, or the previous phase's
+ * transfer) is closed now. The server may not have seen that yet, so the direction is tried
+ * RETRY_ATTEMPTS times, RETRY_GAP_MS further apart each time. */
+static int retry_rejected(struct run_state *run, enum client_direction direction,
+                          struct direction_report *result)
+{
+    int rc = -EIO;
+
+    for (int attempt = 1; attempt <= RETRY_ATTEMPTS && !cancel_signal; attempt++) {
+        struct timespec gap = {.tv_nsec = attempt * RETRY_GAP_MS * 1000000L};
+
+        nanosleep(&gap, NULL); /* a signal ends it early, and the loop checks cancel_signal */
+        memset(&run->report->error, 0, sizeof(run->report->error));
+        memset(result, 0, sizeof(*result));
+        rc = run_method(run, direction, result);
+        if (rc == 0 || run->report->error.status != 429)
+            break;
+    }
+    return rc;
+}
+
 static int measure_direction(struct run_state *run, enum client_direction direction)
 {
     struct speedtest_report *report = run->report;
@@ -883,20 +923,19 @@ static int measure_direction(struct run_state *run, enum client_direction direct
 
     probes = start_loaded_probes(run, phase);
     show_phase_start(run, phase);
-    switch (run->options->method) {
-    case SPEEDTEST_METHOD_NDT7:
-        rc = run_ndt7(run, direction, result);
-        break;
-    case SPEEDTEST_METHOD_LEGACY:
-        rc = run_legacy(run, result);
-        break;
-    case SPEEDTEST_METHOD_BULK:
-    default:
-        rc = run_bulk(run, direction, result);
-        break;
-    }
+    rc = run_method(run, direction, result);
     if (probes != NULL)
         probe_loaded_stop(probes, &result->loaded);
+    if (rc < 0 && report->error.status == 429 && !cancel_signal) {
+        /* A server that allows one transfer per address (--max-transfers-per-ip 1) counts
+         * the probe connection too, and the rate matters more than loaded latency. */
+        if (probes != NULL)
+            report_add_note(report,
+                            "latency under load during %s left out: with its probes running, "
+                            "the server rejected the transfer (%s)",
+                            phase, report->error.message);
+        rc = retry_rejected(run, direction, result);
+    }
 
     if (rc < 0) {
         result->state = PHASE_FAILED;

@@ -587,6 +587,28 @@ test('streams refused at the per-address cap: note', async (t) => {
   await server.stopAndCheck();
 });
 
+test('one transfer per address: rates without loaded latency', async (t) => {
+  const server = await startServer(t, ['--max-transfers-per-ip', '1']);
+
+  for (const method of [[], ['--ndt7']]) {
+    const { result, output } = await runJson(t, [serverUrl(server), ...method,
+      ...(method.length ? [] : ['--streams', '1', '--duration', '1'])]);
+    const what = method.length ? 'ndt7' : 'bulk';
+    assert.equal(result.code, 0, `${what}: ${describeRun(result)}`);
+    assert.ok(output.download_bps > 0, `${what}: download_bps ${output.download_bps}`);
+    assert.ok(output.upload_bps > 0, `${what}: upload_bps ${output.upload_bps}`);
+    assert.equal(output.loaded_latency_download_ms, null, what);
+    assert.equal(output.loaded_latency_upload_ms, null, what);
+    // The probes take the slot and the transfer is retried without them ("left out"), or
+    // the probes are rejected themselves ("unavailable") while a closing connection holds it.
+    for (const direction of ['download', 'upload']) {
+      const expected = new RegExp(`^latency under load during ${direction} (left out|unavailable): .*429`);
+      assert.ok(output.notes.some((note) => expected.test(note)), `${what}: ${JSON.stringify(output.notes)}`);
+    }
+  }
+  await server.stopAndCheck();
+});
+
 test('partial result: upload fails after download', async (t) => {
   const server = await startServer(t);
   const port = await startProxy(t, server.port, {
