@@ -37,6 +37,9 @@ enum {
      * data as soon as any space is free. Without retries a send to a stalled server would
      * see such space only at its timeout, count it as progress and wait a second time. */
     WS_SEND_RETRY_MS = 100,
+    /* Reads of at most WS_RECEIVE_BUFFER_BYTES each after a failed send; the server sends
+     * little while it receives, so a few suffice. */
+    READ_BEFORE_RESET_MAX_READS = 64,
 };
 
 /* ---- Frame parser ---- */
@@ -436,6 +439,20 @@ static void end_by_transport_error(struct ws_client *client)
 }
 static int flush_control(struct ws_client *client, struct client_error *err);
 
+/* Reads what the socket still holds after a failed send. A server that closes while our
+ * data is unread resets the connection, and its close frame may be waiting unread: Linux
+ * keeps received data readable after a reset. */
+static void read_before_reset(struct ws_client *client)
+{
+    struct client_error ignored = {0};
+
+    for (int i = 0; i < READ_BEFORE_RESET_MAX_READS && !client->eof && !client->close_received;
+         i++) {
+        if (receive_once(client, &ignored) <= 0)
+            break;
+    }
+}
+
 /* Hands length bytes to the socket, waiting while it is full. When receive is true, it
  * reads meanwhile so that a server which is writing to us cannot block both sides.
  * counter, when not NULL, is raised as bytes go out. */
@@ -459,6 +476,8 @@ static int send_bytes(struct ws_client *client, const uint8_t *data, size_t leng
             continue;
         }
         if (code != CURLE_AGAIN) {
+            if (may_receive)
+                read_before_reset(client);
             end_by_transport_error(client);
             return client_error(client, err, -EIO, "sending failed: %s", curl_easy_strerror(code));
         }

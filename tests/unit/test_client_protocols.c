@@ -260,6 +260,43 @@ static void ndt7_upload_fails_on_early_end(void **state)
     assert_int_equal(err.status, WS_CLOSE_ABNORMAL);
 }
 
+/* Receives some upload data, sends a close frame and resets the connection with the rest
+ * of the client's data unread, as a server may at the end of its test. */
+static void script_close_then_reset(struct mock *mock, int fd)
+{
+    static uint8_t discard[65536];
+    static const uint8_t close_frame[] = {0x88, 0x02, 0x03, 0xe8};
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    size_t received = 0;
+
+    (void)mock;
+    while (received < 100000) {
+        ssize_t count = recv(fd, discard, sizeof(discard), 0);
+        if (count <= 0)
+            return;
+        received += (size_t)count;
+    }
+    /* One write: a second small one could still wait behind Nagle's algorithm when the
+     * reset discards the send queue. */
+    send(fd, close_frame, sizeof(close_frame), MSG_NOSIGNAL);
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+}
+
+static void ndt7_upload_reads_close_before_reset(void **state)
+{
+    struct mock mock;
+    struct client_target target;
+    struct ndt7_result result;
+    struct client_error err;
+
+    (void)state;
+    mock_start(&mock, UPGRADE_NDT7, script_close_then_reset);
+    target_for(&mock, &target);
+    assert_int_equal(ndt7_client_run(&target, CLIENT_UPLOAD, NULL, NULL, NULL, &result, &err), 0);
+    mock_finish(&mock);
+    assert_int_equal(result.close_code, 1000);
+}
+
 /* Sends 8 KiB every 500 ms for 9.2 s, then hangs up without a close frame, as servers do
  * that reset at the end of their test. */
 static void script_download_until_near_end(struct mock *mock, int fd)
@@ -748,6 +785,7 @@ int main(void)
         cmocka_unit_test(ndt7_requires_subprotocol),
         cmocka_unit_test(ndt7_download_fails_on_early_end),
         cmocka_unit_test(ndt7_upload_fails_on_early_end),
+        cmocka_unit_test(ndt7_upload_reads_close_before_reset),
         cmocka_unit_test(ndt7_tolerates_abrupt_end_near_end),
         cmocka_unit_test(ndt7_escapes_close_reason),
         cmocka_unit_test(ndt7_download_stall_ends_in_time),
