@@ -1,6 +1,8 @@
 /* Helpers shared by the modules of `linkspeed test`. */
 #include "client.h"
 
+#include "core/utf8.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,21 +11,31 @@
 void client_escape_controls(char *text, size_t size)
 {
     char escaped[CLIENT_ERROR_MAX];
+    const uint8_t *in = (const uint8_t *)text;
+    size_t length = strlen(text);
     size_t out = 0;
 
     if (size > sizeof(escaped))
         size = sizeof(escaped);
-    for (const unsigned char *in = (const unsigned char *)text; *in != '\0'; in++) {
-        bool control = *in < 0x20 || *in == 0x7f;
-        size_t need = control ? 4 : 1;
+    for (size_t i = 0; i < length;) {
+        uint32_t code_point;
+        size_t sequence = utf8_decode(in + i, length - i, &code_point);
+        /* Bytes that are not UTF-8 are escaped one at a time, controls whole. */
+        bool escape = sequence == 0 || utf8_is_control(code_point);
+        size_t taken = sequence == 0 ? 1 : sequence;
+        size_t need = escape ? 4 * taken : taken;
 
+        /* A text that does not fit ends before a whole character, never inside one. */
         if (out + need >= size)
             break;
-        if (control)
-            snprintf(escaped + out, 5, "\\x%02x", *in);
-        else
-            escaped[out] = (char)*in;
+        for (size_t k = 0; k < taken; k++) {
+            if (escape)
+                snprintf(escaped + out + 4 * k, 5, "\\x%02x", in[i + k]);
+            else
+                escaped[out + k] = (char)in[i + k];
+        }
         out += need;
+        i += taken;
     }
     escaped[out] = '\0';
     memcpy(text, escaped, out + 1);

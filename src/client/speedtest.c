@@ -289,6 +289,20 @@ static int parse_url(const char *text, struct client_target *target, char *messa
     CURLUcode parsed;
     int rc;
 
+    /* Spaces, controls and other bytes outside printable ASCII must be percent-encoded. The
+     * message shows the URL with controls and bytes that are not UTF-8 escaped. */
+    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+        if (*c <= 0x20 || *c >= 0x7f) {
+            char shown[CLIENT_URL_MAX];
+
+            snprintf(shown, sizeof(shown), "%s", text);
+            client_escape_controls(shown, sizeof(shown));
+            return usage_error(message, size,
+                               "invalid URL \"%s\": byte 0x%02x at offset %zu; percent-encode "
+                               "spaces, controls and characters outside ASCII",
+                               shown, *c, (size_t)(c - (const unsigned char *)text));
+        }
+    }
     if (strstr(text, "://") == NULL) {
         rc = usage_error(message, size,
                          "invalid URL \"%s\": missing scheme; expected http://, https://, ws:// "

@@ -10,6 +10,8 @@
  * from there without a copy, as bench/ndt7bench.c reads. */
 #include "wsclient.h"
 
+#include "core/utf8.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <openssl/evp.h>
@@ -236,44 +238,14 @@ int ws_parser_feed(struct ws_parser *parser, const uint8_t *data, size_t length,
 
 bool ws_utf8_valid(const uint8_t *text, size_t length)
 {
-    size_t i = 0;
+    uint32_t code_point;
 
-    while (i < length) {
-        uint8_t byte = text[i];
-        size_t extra;
-        uint32_t code_point;
-        uint32_t minimum;
+    for (size_t i = 0; i < length;) {
+        size_t sequence = utf8_decode(text + i, length - i, &code_point);
 
-        if (byte < 0x80) {
-            i++;
-            continue;
-        }
-        if ((byte & 0xe0) == 0xc0) {
-            extra = 1;
-            code_point = byte & 0x1f;
-            minimum = 0x80;
-        } else if ((byte & 0xf0) == 0xe0) {
-            extra = 2;
-            code_point = byte & 0x0f;
-            minimum = 0x800;
-        } else if ((byte & 0xf8) == 0xf0) {
-            extra = 3;
-            code_point = byte & 0x07;
-            minimum = 0x10000;
-        } else {
+        if (sequence == 0)
             return false;
-        }
-        if (extra > length - i - 1)
-            return false;
-        for (size_t k = 1; k <= extra; k++) {
-            if ((text[i + k] & 0xc0) != 0x80)
-                return false;
-            code_point = code_point << 6 | (text[i + k] & 0x3f);
-        }
-        if (code_point < minimum || code_point > 0x10ffff ||
-            (code_point >= 0xd800 && code_point <= 0xdfff))
-            return false;
-        i += extra + 1;
+        i += sequence;
     }
     return true;
 }

@@ -1,6 +1,7 @@
 /* Settings of `linkspeed serve`; see config.h. */
 #include "config.h"
 #include "tcpinfo.h"
+#include "utf8.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -309,6 +310,36 @@ static void env_name(const struct flag *flag, char *buf, size_t size)
 }
 
 /* Tells whether argv sets the flag, so its environment variable is not even parsed. */
+/* Checks that the server name is printable UTF-8. It goes into the page, JSON answers and
+ * log lines, none of which should carry a line break, a terminal escape or a reordering of
+ * the text around it. */
+static int check_name(const char *name, char *message, size_t size)
+{
+    const uint8_t *text = (const uint8_t *)name;
+    size_t length = strlen(name);
+    const char *source = name == getenv("LINKSPEED_NAME") ? " (from LINKSPEED_NAME)" : "";
+
+    for (size_t i = 0; i < length;) {
+        uint32_t code_point;
+        size_t sequence = utf8_decode(text + i, length - i, &code_point);
+
+        if (sequence == 0) {
+            snprintf(message, size, "--name%s: invalid UTF-8 at byte %zu (0x%02x)", source, i,
+                     text[i]);
+            return -1;
+        }
+        if (utf8_is_control(code_point)) {
+            snprintf(message, size,
+                     "--name%s: invalid control character U+%04X at byte %zu; use printable "
+                     "text",
+                     source, (unsigned)code_point, i);
+            return -1;
+        }
+        i += sequence;
+    }
+    return 0;
+}
+
 static int flag_in_args(const struct flag *flag, int argc, char **argv)
 {
     size_t len = strlen(flag->name);
@@ -418,16 +449,8 @@ enum config_result config_parse_serve(struct config *cfg, int argc, char **argv,
         }
     }
 
-    /* The name goes into the page, JSON answers and log lines, none of which should carry a
-     * line break or a terminal escape. */
-    for (const char *c = cfg->name; c != NULL && *c != '\0'; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-            snprintf(message, message_size,
-                     "--name: invalid control character 0x%02x at byte %zu; use printable text",
-                     (unsigned char)*c, (size_t)(c - cfg->name));
-            return CONFIG_INVALID;
-        }
-    }
+    if (cfg->name != NULL && check_name(cfg->name, message, message_size) != 0)
+        return CONFIG_INVALID;
 
     struct stat st;
     if (cfg->web_root != NULL && (stat(cfg->web_root, &st) != 0 || !S_ISDIR(st.st_mode))) {

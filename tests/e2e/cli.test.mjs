@@ -66,6 +66,8 @@ const INVALID_FLAG_VALUES = [
   [['--listen', '127.0.0.1:70000'], 'listen'],
   [['--name', 'lab\r\nX-Injected: 1'], 'name'],
   [['--name', 'lab\x1b[31m'], 'name'],
+  [['--name', 'lab\u009b31m'], 'U+009B'],
+  [['--name', '\u202elab'], 'U+202E'],
 ];
 
 test('invalid flag values exit 2 naming the flag', async (t) => {

@@ -423,7 +423,8 @@ const INVALID_URLS = [
   ['http://127.0.0.1:8080x', 'port'],
   ['http://127.0.0.1:8080/?bytes=1', 'quer'],
   ['http://user:secret@127.0.0.1:8080', 'user'],
-  ['http://bad host/', 'invalid URL'],
+  ['http://bad host/', 'byte 0x20 at offset 10; percent-encode'],
+  ['http://127.0.0.1:8080/caf\u00e9', 'byte 0xc3 at offset 25; percent-encode'],
 ];
 
 test('invalid URLs exit 2 naming the URL', async (t) => {
