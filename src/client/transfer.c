@@ -890,6 +890,21 @@ static int fill_result(struct phase *phase, struct method_sample stop,
     double window_ms = window.end.time_ms - window.start.time_ms;
 
     memset(result, 0, sizeof(*result));
+    /* A server that stops sending or reading, while the connection stays open, makes no
+     * stream fail before --timeout. When that is longer than the phase, a rate of 0 means
+     * it stalled. */
+    if (phase->bytes == 0)
+        return client_fail(&phase->error, "%s: %s %s/%s: no data %s in %.1f s", phase->name,
+                           phase->upload ? "POST" : "GET", phase->target->base_url,
+                           phase->upload ? "__up" : "__down",
+                           phase->upload ? "could be sent" : "received",
+                           (stop.time_ms - phase->method.start.time_ms) / 1000.0);
+    if (!phase->upload && window.end.bytes == window.start.bytes)
+        return client_fail(&phase->error,
+                           "%s: GET %s/__down: no data received in the last %.1f s of the "
+                           "phase, after %llu bytes",
+                           phase->name, phase->target->base_url, window_ms / 1000.0,
+                           (unsigned long long)phase->bytes);
     if (phase->upload) {
         double bytes = method_attribute_bytes(phase->requests, phase->request_count,
                                               window.start.time_ms, window.end.time_ms);

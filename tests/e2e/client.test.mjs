@@ -520,6 +520,23 @@ test('stalled server: exit 1 after --timeout', async (t) => {
   assert.ok(elapsedMs < (SLOW ? 10_000 : 4000), `gave up after ${Math.round(elapsedMs)} ms with --timeout 1`);
 });
 
+test('server that stops sending within --timeout: exit 1', async (t) => {
+  // --timeout (10 s) is longer than the phase, so no stream fails: the empty window does.
+  const cases = [
+    [0, /no data received in 2\.\d s/],
+    [1024 * 1024, /no data received in the last \d\.\d s of the phase, after 1048576 bytes/],
+  ];
+  for (const [bytes, expected] of cases) {
+    const port = await startClosingServer(t, { bytesBeforeClose: bytes, hangUp: false });
+    const { result, output } = await runJson(t, [`http://127.0.0.1:${port}`, '--no-upload', '--streams', '1',
+      '--duration', '2']);
+    assert.equal(result.code, 1, `${bytes} bytes: ${describeRun(result)}`);
+    assert.equal(output.error.phase, 'download');
+    assert.match(output.error.message, /^download: GET http:\/\/127\.0\.0\.1:\d+\/__down: /);
+    assert.match(output.error.message, expected);
+  }
+});
+
 test('404 everywhere: exit 1 naming HTTP 404', async (t) => {
   const port = await start404Server(t);
   const url = `http://127.0.0.1:${port}`;

@@ -64,8 +64,9 @@ export const MOCK_SERVER_NAME = 'mock-server';
 
 // Serves /api/v1/info, rejects WebSocket upgrades with 404 (no latency
 // endpoint), and on GET /__down sends the response head and `bytesBeforeClose`
-// bytes of the body, then destroys the connection.
-export function startClosingServer(t, { bytesBeforeClose = 1024 * 1024 } = {}) {
+// bytes of the body, then destroys the connection, or with `hangUp` false keeps
+// it open without sending more.
+export function startClosingServer(t, { bytesBeforeClose = 1024 * 1024, hangUp = true } = {}) {
   const server = http.createServer((request, response) => {
     request.resume();
     const path = new URL(request.url, 'http://mock').pathname;
@@ -75,9 +76,12 @@ export function startClosingServer(t, { bytesBeforeClose = 1024 * 1024 } = {}) {
       return;
     }
     if (path === '/__down') {
-      response.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': 256 * 1024 * 1024 });
+      const requested = new URL(request.url, 'http://mock').searchParams.get('bytes');
+      response.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': requested });
       response.write(Buffer.alloc(bytesBeforeClose, 0x5a), () => {
-        setTimeout(() => request.socket.destroy(), 100);
+        if (hangUp) {
+          setTimeout(() => request.socket.destroy(), 100);
+        }
       });
       return;
     }
