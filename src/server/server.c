@@ -23,6 +23,9 @@
 #define LISTEN_BACKLOG 4096
 /* A worker that dies sooner than this after its start is restarted only after a pause. */
 #define CRASH_LOOP_US 1000000u
+/* How long the supervisor waits for a stop signal after a worker exited cleanly, before it
+ * restarts the worker. */
+#define CLEAN_EXIT_WAIT_NS 200000000L
 
 static volatile sig_atomic_t stop_signal;
 static volatile sig_atomic_t child_exited;
@@ -158,6 +161,14 @@ static uint32_t reap_workers(struct supervisor *sv, int restart, const sigset_t 
                 continue;
             sv->pids[i] = 0;
             limits_worker_reset(sv->template.limits, (int)i);
+            if (restart && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                /* A worker exits cleanly only when it was told to stop. A signal to the
+                 * whole process group (systemd's default) stops the workers too, and
+                 * their exits can be seen before the parent's own signal arrives. */
+                const struct timespec grace = {.tv_nsec = CLEAN_EXIT_WAIT_NS};
+                ppoll(NULL, 0, &grace, old_mask);
+                restart = !stop_signal;
+            }
             if (!restart) {
                 if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                     log_warn("server", "worker %u (pid %d) %s while stopping", i, (int)pid,
