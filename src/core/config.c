@@ -64,14 +64,15 @@ static const struct flag flags[] = {
     {"max-upload-bytes", FLAG_UINT, FIELD(max_upload_bytes), 64, 1, 1099511627776.0, "BYTES",
      "largest body POST /__up reads; beyond it 413 (default: 1073741824)"},
     {"handshake-timeout", FLAG_UINT, FIELD(handshake_timeout_s), 32, 1, 3600, "SECONDS",
-     "time a new connection has to send its request headers (default: 10)"},
+     "time a new connection has to send its request headers, and a /__down response may wait "
+     "for its client to read (default: 10)"},
     {"idle-timeout", FLAG_UINT, FIELD(idle_timeout_s), 32, 1, 3600, "SECONDS",
      "time an idle HTTP keep-alive connection stays open (default: 60)"},
     {"shutdown-grace", FLAG_UINT, FIELD(shutdown_grace_s), 32, 0, 600, "SECONDS",
      "time running transfers get to finish after SIGINT or SIGTERM (default: 5)"},
     {"congestion", FLAG_STRING, FIELD(congestion), 0, 0, 0, "NAME",
-     "TCP congestion control of ndt7 connections, such as bbr or cubic (default: bbr when the "
-     "kernel offers it, else the system default)"},
+     "TCP congestion control of every accepted connection, such as bbr or cubic (default: bbr "
+     "when the kernel offers it, else the system default)"},
     {"log-level", FLAG_LOG_LEVEL, FIELD(log_level), 0, 0, 0, "LEVEL",
      "error, warn, info or debug (default: info)"},
 };
