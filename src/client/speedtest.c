@@ -463,22 +463,19 @@ static int check_combinations(const struct speedtest_options *options, bool json
                            "--streams cannot be used with %s: it runs one connection per "
                            "direction",
                            method_flag);
-    if (options->method == SPEEDTEST_METHOD_NDT7 && options->duration_set)
-        return usage_error(message, size,
-                           "--duration cannot be used with --ndt7: the protocol fixes 10 s per "
-                           "direction");
-    if (options->method == SPEEDTEST_METHOD_NDT7 && !options->stop_when_stable)
-        return usage_error(message, size,
-                           "--no-early-stop cannot be used with --ndt7: the protocol fixes 10 s "
-                           "per direction");
-    if (options->method == SPEEDTEST_METHOD_LEGACY && !options->stop_when_stable)
-        return usage_error(message, size,
-                           "--no-early-stop cannot be used with --legacy: it runs %d transfers",
-                           LEGACY_TRANSFERS);
-    if (options->method == SPEEDTEST_METHOD_LEGACY && options->duration_set)
-        return usage_error(message, size,
-                           "--duration cannot be used with --legacy: it runs %d transfers",
-                           LEGACY_TRANSFERS);
+    /* --ndt7 and --legacy fix how long they run, so the flags about duration do not apply. */
+    if (options->method != SPEEDTEST_METHOD_BULK &&
+        (options->duration_set || !options->stop_when_stable)) {
+        char reason[64];
+
+        if (options->method == SPEEDTEST_METHOD_NDT7)
+            snprintf(reason, sizeof(reason), "the protocol fixes 10 s per direction");
+        else
+            snprintf(reason, sizeof(reason), "it runs %d transfers", LEGACY_TRANSFERS);
+        return usage_error(message, size, "%s cannot be used with %s: %s",
+                           options->duration_set ? "--duration" : "--no-early-stop", method_flag,
+                           reason);
+    }
     if (options->method == SPEEDTEST_METHOD_LEGACY && !options->run_download)
         return usage_error(message, size,
                            "--no-download cannot be used with --legacy: /ws measures only "

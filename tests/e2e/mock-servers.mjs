@@ -62,6 +62,12 @@ export function start404Server(t) {
 
 export const MOCK_SERVER_NAME = 'mock-server';
 
+// Responds as GET /api/v1/info does, with `serverName` as the server's name.
+function respondWithInfo(response, serverName) {
+  response.writeHead(200, { 'Content-Type': 'application/json' });
+  response.end(JSON.stringify({ version: '0.1.0', server_name: serverName, client_ip: '127.0.0.1' }));
+}
+
 // Serves /api/v1/info, rejects WebSocket upgrades with 404 (no latency
 // endpoint), and on GET /__down sends the response head and `bytesBeforeClose`
 // bytes of the body, then destroys the connection, or with `hangUp` false keeps
@@ -71,8 +77,7 @@ export function startClosingServer(t, { bytesBeforeClose = 1024 * 1024, hangUp =
     request.resume();
     const path = new URL(request.url, 'http://mock').pathname;
     if (path === '/api/v1/info') {
-      response.writeHead(200, { 'Content-Type': 'application/json' });
-      response.end(JSON.stringify({ version: '0.1.0', server_name: MOCK_SERVER_NAME, client_ip: '127.0.0.1' }));
+      respondWithInfo(response, MOCK_SERVER_NAME);
       return;
     }
     if (path === '/__down') {
@@ -97,7 +102,7 @@ export function startClosingServer(t, { bytesBeforeClose = 1024 * 1024, hangUp =
 // request, or null to forward it. `rejectUpgrade(request)` returns true to
 // reject a WebSocket upgrade with 404, or an HTTP status to reject it with, instead of
 // forwarding it. Forwarded upgrades are spliced byte for byte. With `serverName`, the
-// proxy answers /api/v1/info itself with that name, which the real server would reject.
+// proxy responds to /api/v1/info itself with that name, which the real server would reject.
 export function startProxy(t, targetPort, {
   rejectRequest = () => null, rejectUpgrade: rejectsUpgrade = () => false, serverName = null,
 } = {}) {
@@ -106,8 +111,7 @@ export function startProxy(t, targetPort, {
   const server = http.createServer((request, response) => {
     if (serverName !== null && new URL(request.url, 'http://mock').pathname === '/api/v1/info') {
       request.resume();
-      response.writeHead(200, { 'Content-Type': 'application/json' });
-      response.end(JSON.stringify({ version: '0.1.0', server_name: serverName, client_ip: '127.0.0.1' }));
+      respondWithInfo(response, serverName);
       return;
     }
     const status = rejectRequest(request);
