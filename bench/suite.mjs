@@ -653,9 +653,9 @@ function formatMethod() {
   (written and flushed to disk before the parts start, so it is in the page cache).
   \`bench/httpread.c\` reads it, a libcurl client (multi interface, one connection per
   stream) that GETs the file one request after another on each stream for ${durationS} s.
-  linkspeed and iperf3 send one buffer again and again (linkspeed the first 1 MiB of its
-  payload, or all 10 MiB over /ws; iperf3 one of 1 MiB), but nginx sends a 1 GiB file, so
-  its bytes are not in the CPU cache.
+  linkspeed and iperf3 send one buffer again and again: linkspeed the first 1 MiB of its
+  payload (all 10 MiB over /ws), iperf3 one of 1 MiB. nginx sends a 1 GiB file, so its bytes
+  are not in the CPU cache.
 - Node.js: \`bench/ws-node-server.mjs\`, the /ws protocol with the \`ws\` package: every text
   message gets one 10485760-byte binary message from one random buffer.
 - Client CPU (rounds table, where the client reports it): a figure close to the part's

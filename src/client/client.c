@@ -22,20 +22,20 @@ void client_escape_controls(char *text, size_t size)
         size_t sequence = utf8_decode(in + i, length - i, &code_point);
         /* Bytes that are not UTF-8 are escaped one at a time, controls whole. */
         bool escape = sequence == 0 || utf8_is_control(code_point);
-        size_t taken = sequence == 0 ? 1 : sequence;
-        size_t need = escape ? 4 * taken : taken;
+        size_t input_bytes = sequence == 0 ? 1 : sequence;
+        size_t output_bytes = escape ? 4 * input_bytes : input_bytes;
 
         /* A text that does not fit ends before a whole character, never inside one. */
-        if (out + need >= size)
+        if (out + output_bytes >= size)
             break;
-        for (size_t k = 0; k < taken; k++) {
+        for (size_t k = 0; k < input_bytes; k++) {
             if (escape)
                 snprintf(escaped + out + 4 * k, 5, "\\x%02x", in[i + k]);
             else
                 escaped[out + k] = (char)in[i + k];
         }
-        out += need;
-        i += taken;
+        out += output_bytes;
+        i += input_bytes;
     }
     escaped[out] = '\0';
     memcpy(text, escaped, out + 1);

@@ -411,7 +411,7 @@ static void end_by_transport_error(struct ws_client *client)
 }
 static int flush_control(struct ws_client *client, struct client_error *err);
 
-/* Reads what the socket still holds after a failed send. A server that closes while our
+/* Reads the data left in the socket after a failed send. A server that closes while our
  * data is unread resets the connection, and its close frame may be waiting unread: Linux
  * keeps received data readable after a reset. */
 static void read_before_reset(struct ws_client *client)

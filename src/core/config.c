@@ -311,7 +311,7 @@ static void env_name(const struct flag *flag, char *buf, size_t size)
 }
 
 /* Tells whether argv sets the flag, so its environment variable is not even parsed. */
-/* Checks that the server name is printable UTF-8. It goes into the page, JSON answers and
+/* Checks that the server name is printable UTF-8. It goes into the page, JSON responses and
  * log lines, none of which should carry a line break, a terminal escape or a reordering of
  * the text around it. */
 static int check_name(const char *name, char *message, size_t size)

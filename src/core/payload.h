@@ -22,8 +22,8 @@ struct payload {
  * payload's first PAYLOAD_STREAM_BYTES rather than all of it. A source that small stays in
  * the CPU's cache while the kernel copies it into the socket: on loopback, sending from all
  * 10 MiB cost about 10% more CPU per GB and 10% of the rate. iperf3 (one buffer of -l bytes)
- * and LibreSpeed (one random MiB) repeat their data the same way; any compressor with a
- * window below 1 MiB still finds nothing to shrink. */
+ * and LibreSpeed (one random MiB) repeat their data the same way. A compressor with a window
+ * below 1 MiB still finds nothing to shrink. */
 #define PAYLOAD_STREAM_BYTES 1048576u
 
 /* Allocates and fills the payload from getrandom(); returns 0 or a negative errno. */

@@ -162,7 +162,7 @@ static uint32_t reap_workers(struct supervisor *sv, int restart, const sigset_t 
             sv->pids[i] = 0;
             limits_worker_reset(sv->template.limits, (int)i);
             if (restart && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-                /* A worker exits cleanly only when it was told to stop. A signal to the
+                /* A worker exits cleanly only after a stop signal. A signal to the
                  * whole process group (systemd's default) stops the workers too, and
                  * their exits can be seen before the parent's own signal arrives. */
                 const struct timespec grace = {.tv_nsec = CLEAN_EXIT_WAIT_NS};

@@ -608,20 +608,20 @@ test('streams refused at the per-address cap: note', async (t) => {
 test('one transfer per address: rates without loaded latency', async (t) => {
   const server = await startServer(t, ['--max-transfers-per-ip', '1']);
 
-  for (const method of [[], ['--ndt7']]) {
-    const { result, output } = await runJson(t, [serverUrl(server), ...method,
-      ...(method.length ? [] : ['--streams', '1', '--duration', '1'])]);
-    const what = method.length ? 'ndt7' : 'bulk';
-    assert.equal(result.code, 0, `${what}: ${describeRun(result)}`);
-    assert.ok(output.download_bps > 0, `${what}: download_bps ${output.download_bps}`);
-    assert.ok(output.upload_bps > 0, `${what}: upload_bps ${output.upload_bps}`);
-    assert.equal(output.loaded_latency_download_ms, null, what);
-    assert.equal(output.loaded_latency_upload_ms, null, what);
+  for (const methodArgs of [[], ['--ndt7']]) {
+    const { result, output } = await runJson(t, [serverUrl(server), ...methodArgs,
+      ...(methodArgs.length ? [] : ['--streams', '1', '--duration', '1'])]);
+    const methodName = methodArgs.length ? 'ndt7' : 'bulk';
+    assert.equal(result.code, 0, `${methodName}: ${describeRun(result)}`);
+    assert.ok(output.download_bps > 0, `${methodName}: download_bps ${output.download_bps}`);
+    assert.ok(output.upload_bps > 0, `${methodName}: upload_bps ${output.upload_bps}`);
+    assert.equal(output.loaded_latency_download_ms, null, methodName);
+    assert.equal(output.loaded_latency_upload_ms, null, methodName);
     // The probes take the slot and the transfer is retried without them ("left out"), or
-    // the probes are rejected themselves ("unavailable") while a closing connection holds it.
+    // the probes are rejected themselves ("unavailable") while a closing connection keeps it.
     for (const direction of ['download', 'upload']) {
       const expected = new RegExp(`^latency under load during ${direction} (left out|unavailable): .*429`);
-      assert.ok(output.notes.some((note) => expected.test(note)), `${what}: ${JSON.stringify(output.notes)}`);
+      assert.ok(output.notes.some((note) => expected.test(note)), `${methodName}: ${JSON.stringify(output.notes)}`);
     }
   }
   await server.stopAndCheck();
