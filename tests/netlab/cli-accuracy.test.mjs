@@ -59,7 +59,9 @@ describe('netlab accuracy of linkspeed test', { skip: unavailableReason ?? false
         const bps = result[`${direction}_bps`];
         const ratio = bps / iperf[direction];
         t.diagnostic(`${link.rateMbit} Mbit/s ${direction} (${congestion}): iperf3 ${mbit(iperf[direction])}, ` +
-          `linkspeed test ${mbit(bps)}, ratio ${ratio.toFixed(3)}, ${result[`${direction}_streams`]} streams`);
+          `linkspeed test ${mbit(bps)}, ratio ${ratio.toFixed(3)}, ${result[`${direction}_streams`]} streams, ` +
+          `stable window ${Math.round(result[`${direction}_stable_window_ms`])} ms of ` +
+          `${Math.round(result[`${direction}_duration_ms`])} ms`);
         await t.test(`${direction} within ${THROUGHPUT_TOLERANCE * 100}%`, () => {
           assert.ok(Math.abs(ratio - 1) <= THROUGHPUT_TOLERANCE,
             `${direction}: linkspeed test ${mbit(bps)} is not within ${THROUGHPUT_TOLERANCE * 100}% ` +
